@@ -104,9 +104,11 @@ def data_cmd(heldout:bool=False): # list only the held-out (evaluation) identiti
 
 def probe_cmd(path:str): # a video or audio file
     "Print what dfe sees in a media file."
-    from dfe.io import probe_video
+    from dfe.io import probe_video, probe_audio, NoVideoStreamError
     from dataclasses import asdict
-    for k, v in asdict(probe_video(path)).items(): print(f"{k:>16s}: {v}")
+    try: info = probe_video(path)
+    except NoVideoStreamError: info = probe_audio(path)
+    for k, v in asdict(info).items(): print(f"{k:>18s}: {v}")
     return 0
 
 def bench_cmd(name:str, # benchmark name (runs bench/bench_NAME.py); `list` lists them
