@@ -7,6 +7,8 @@
 # DFE_TORCH (torch requirement to install when none is present; default torch==2.13.0, the CPU build).
 set -euo pipefail
 cd "$(dirname "$0")"
+# torch's OpenMP threads must not spin: the test runner and jobs share 2 cores (see dfe.core)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 root=$(pwd)
 venv="$root/.venv"
 py=${PYTHON:-python3}

@@ -13,9 +13,9 @@ Writes outputs/bench/facemodel.json.
 import argparse, os, platform, time
 import numpy as np, torch
 from dfe.core import data_dir, outputs_dir, atomic_write_json
-from dfe.facemodel import (load_face_model, read_ict_model, load_mediapipe_canonical, compute_mediapipe_embedding,
-                           mediapipe_embedding, select_submesh, FaceModel, pose_from_mediapipe_matrix,
-                           mediapipe_to_ict_expression, landmarker_task_path, MEDIAPIPE_REGIONS)
+from dfe.facemodel import (load_face_model, read_ict_model, compute_mediapipe_embedding, mediapipe_embedding, select_submesh,
+                           FaceModel, pose_from_mediapipe_matrix, mediapipe_to_ict_expression, MEDIAPIPE_REGIONS)
+from dfe.landmarks import load_mediapipe_canonical, landmarker_model_path
 
 CLIPS = ['hdtf_katiehill_000', 'hdtf_aoc_000', 'hdtf_edmarkey_000', 'vox_c_1', 'styletalk_andrew_1']
 REGIONS = {'lips': MEDIAPIPE_REGIONS['lips_outer'] + MEDIAPIPE_REGIONS['lips_inner_upper'] + MEDIAPIPE_REGIONS['lips_inner_lower'],
@@ -43,7 +43,7 @@ def speed():
 def detections(every, per_clip):
     import av, mediapipe as mp
     from mediapipe.tasks.python import vision, BaseOptions
-    opts = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(landmarker_task_path())),
+    opts = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(landmarker_model_path(required=True))),
                                         output_face_blendshapes=True, output_facial_transformation_matrixes=True, num_faces=1)
     out = []
     with vision.FaceLandmarker.create_from_options(opts) as lmk:

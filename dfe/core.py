@@ -6,6 +6,11 @@
 from __future__ import annotations
 import os, json, hashlib, tempfile, contextlib, time
 from pathlib import Path
+
+# OpenMP threads that spin while waiting make torch 3-50x slower when the cores are shared (several
+# processes, or a notebook beside a job); passive waiting costs nothing when they are not. This only
+# takes effect if dfe is imported before torch, and never overrides a user's setting.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import numpy as np
 
 # %% auto #0
@@ -65,6 +70,10 @@ def check_input_file(path) -> Path:
     return p
 
 # %% ../nbs/00_core.ipynb #c015
+def _umask() -> int:
+    "The process umask (read by setting and restoring it)."
+    m = os.umask(0o022); os.umask(m); return m
+
 @contextlib.contextmanager
 def atomic_output(path, # the final file name
                   mkdir:bool=True): # create the parent folder if needed
@@ -76,6 +85,9 @@ def atomic_output(path, # the final file name
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp makes the file private (0600): give it the mode a plainly created file would have
+        # (the existing file's mode if we replace one, else 0666 less the umask)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -23,46 +23,42 @@ def _skew(v:torch.Tensor) -> torch.Tensor:
 
 def axis_angle_to_matrix(axis_angle:torch.Tensor, # (..., 3) rotation vectors: axis times angle in radians
                         ) -> torch.Tensor: # (..., 3, 3) rotation matrices
-    "Rodrigues' formula, batched and differentiable, with Taylor expansions near zero (finite gradients at 0)."
-    th2 = (axis_angle*axis_angle).sum(-1)
-    small = th2 < 1e-6
-    th2s = torch.where(small, torch.ones_like(th2), th2)   # keeps the unused branch finite (no NaN gradients)
-    th = th2s.sqrt()
-    a = torch.where(small, 1 - th2/6 + th2*th2/120, torch.sin(th)/th)           # sin θ / θ
-    b = torch.where(small, 0.5 - th2/24 + th2*th2/720, (1 - torch.cos(th))/th2s)  # (1 - cos θ) / θ²
+    "Rodrigues' formula `I + a K + b K²`, batched and differentiable, with Taylor expansions near zero (finite gradients at 0)."
+    th2 = (axis_angle*axis_angle).sum(-1)[..., None, None]
+    small = th2 < 1e-8
+    th = torch.where(small, torch.ones_like(th2), th2).sqrt()   # keeps the unused branch finite (no NaN gradients)
+    a = torch.where(small, 1 - th2/6, torch.sin(th)/th)           # sin θ / θ
+    b = torch.where(small, 0.5 - th2/24, (1 - torch.cos(th))/(th*th))  # (1 - cos θ) / θ²
     K = _skew(axis_angle)
     eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(K)
-    return eye + a[..., None, None]*K + b[..., None, None]*(K @ K)
+    return eye + a*K + b*(K @ K)
 
 # %% ../nbs/11_render.ipynb #c010
 def matrix_to_quaternion(R:torch.Tensor, # (..., 3, 3) rotation matrices
                         ) -> torch.Tensor: # (..., 4) unit quaternions (w, x, y, z) with w >= 0
     "Rotation matrices to unit quaternions, numerically stable for all angles."
-    m = R.reshape(*R.shape[:-2], 9).unbind(-1)
-    m00, m01, m02, m10, m11, m12, m20, m21, m22 = m
-    four = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
-    r = four.clamp(min=1e-12).sqrt()      # 2|w|, 2|x|, 2|y|, 2|z| for the four candidates
-    cand = torch.stack([
-        torch.stack([r[..., 0]**2, m21 - m12, m02 - m20, m10 - m01], -1),
-        torch.stack([m21 - m12, r[..., 1]**2, m10 + m01, m02 + m20], -1),
-        torch.stack([m02 - m20, m10 + m01, r[..., 2]**2, m12 + m21], -1),
-        torch.stack([m10 - m01, m20 + m02, m21 + m12, r[..., 3]**2], -1)], -2) / (2*r[..., None])
-    q = cand.gather(-2, four.argmax(-1)[..., None, None].expand(*four.shape[:-1], 1, 4)).squeeze(-2)
-    q = F.normalize(q, dim=-1)
+    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
+    m01, m02, m10, m12, m20, m21 = R[..., 0, 1], R[..., 0, 2], R[..., 1, 0], R[..., 1, 2], R[..., 2, 0], R[..., 2, 1]
+    four = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)  # 4w², 4x², 4y², 4z²
+    cand = torch.stack([  # the quaternion times 4w, 4x, 4y or 4z: each row is exact where its diagonal term is largest
+        torch.stack([four[..., 0], m21 - m12, m02 - m20, m10 - m01], -1),
+        torch.stack([m21 - m12, four[..., 1], m10 + m01, m02 + m20], -1),
+        torch.stack([m02 - m20, m10 + m01, four[..., 2], m21 + m12], -1),
+        torch.stack([m10 - m01, m02 + m20, m21 + m12, four[..., 3]], -1)], -2)
+    q = torch.gather(cand, -2, four.argmax(-1)[..., None, None].expand(*four.shape[:-1], 1, 4))[..., 0, :]
+    q = q/q.norm(dim=-1, keepdim=True)
     return torch.where(q[..., :1] < 0, -q, q)
 
 def matrix_to_axis_angle(R:torch.Tensor, # (..., 3, 3) rotation matrices
                         ) -> torch.Tensor: # (..., 3) rotation vectors, angle in [0, π]
     "Rotation matrices to rotation vectors (inverse of `axis_angle_to_matrix`), stable near 0 and π."
     q = matrix_to_quaternion(R)
-    w, v = q[..., 0], q[..., 1:]
-    n = v.norm(dim=-1)
-    angle = 2*torch.atan2(n, w)
-    small = n < 1e-6
-    scale = torch.where(small, 2/w.clamp(min=1e-12), angle/torch.where(small, torch.ones_like(n), n))   # angle ≈ 2n/w near 0
-    return v*scale[..., None]
+    s = q[..., 1:].norm(dim=-1, keepdim=True)   # sin(angle/2)
+    angle = 2*torch.atan2(s, q[..., :1])
+    ratio = torch.where(s < 1e-6, 2 + angle**2/12, angle/torch.where(s < 1e-6, torch.ones_like(s), s))  # angle/sin(angle/2)
+    return q[..., 1:]*ratio
 
-# %% ../nbs/11_render.ipynb #c013
+# %% ../nbs/11_render.ipynb #c015
 def transform_points(points:torch.Tensor, # (B, N, 3) model-space points
                      R:torch.Tensor, # (B, 3, 3) rotations
                      t:torch.Tensor, # (B, 3) translations (camera-space units)
@@ -92,7 +88,7 @@ def camera_to_screen(points_cam:torch.Tensor, # (B, N, 3) camera-space points
     "Project and keep the camera-space depth: the screen vertices `rasterize` takes."
     return torch.cat([project_points(points_cam, focal, principal), points_cam[..., 2:3]], -1)
 
-# %% ../nbs/11_render.ipynb #c016
+# %% ../nbs/11_render.ipynb #c018
 def _soa(x:torch.Tensor) -> torch.Tensor:
     "(B, N, C) -> (C, B*N), components first (a view when `x` already has that memory layout)."
     return x.permute(2, 0, 1).reshape(x.shape[-1], -1)
@@ -235,7 +231,7 @@ def _zbuffer(vs:torch.Tensor, faces:torch.Tensor, H:int, W:int, cull_backfaces:b
     zbuf = zbuf[:n_pix].view(B, H, W)
     return torch.where(zbuf == _KEY_EMPTY, -1, zbuf & 0xFFFFFFFF)
 
-# %% ../nbs/11_render.ipynb #c018
+# %% ../nbs/11_render.ipynb #c020
 def _check_raster_inputs(verts_screen, faces, image_size):
     if verts_screen.ndim != 3 or verts_screen.shape[-1] != 3:
         raise ValueError(f"verts_screen must be (B, V, 3) [x_px, y_px, z_cam], got {tuple(verts_screen.shape)}")
@@ -281,7 +277,7 @@ def rasterize(verts_screen:torch.Tensor, # (B, V, 3) screen vertices [x_px, y_px
     s = wz.sum(0)
     return Fragments(face_id, pix, b, wz/s, w.sum(0)/s, faces, V)
 
-# %% ../nbs/11_render.ipynb #c022
+# %% ../nbs/11_render.ipynb #c024
 def interpolate(attrs:torch.Tensor, # per-vertex (V, C) | (B, V, C) with `faces`, or per-corner (F, 3, C) | (B, F, 3, C) without
                 fragments:Fragments, # from `rasterize`
                 faces:torch.Tensor|None=None, # (F, 3) the triangles given to `rasterize`, for per-vertex attributes
@@ -311,7 +307,7 @@ def interpolate(attrs:torch.Tensor, # per-vertex (V, C) | (B, V, C) with `faces`
     corner = a.index_select(1, idx.flatten()).view(C, 3, M)
     return _scatter_pixels((corner*fr._bary3).sum(1), fr)
 
-# %% ../nbs/11_render.ipynb #c026
+# %% ../nbs/11_render.ipynb #c028
 def sample_texture(texture:torch.Tensor, # (B, C, Ht, Wt) or (1, C, Ht, Wt) (shared by all frames)
                    uv:torch.Tensor, # (B, H, W, 2) texture coordinates in [0, 1] (e.g. `interpolate(uv[faces_uv], fragments)`)
                    mask:torch.Tensor|None=None, # (B, H, W) bool: if given, pixels outside are set to 0
@@ -328,7 +324,7 @@ def sample_texture(texture:torch.Tensor, # (B, C, Ht, Wt) or (1, C, Ht, Wt) (sha
     out = F.grid_sample(texture, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
     return out*mask[:, None].to(out.dtype) if mask is not None else out
 
-# %% ../nbs/11_render.ipynb #c029
+# %% ../nbs/11_render.ipynb #c031
 def _cross_soa(a, b):
     "Cross products of components-first (3, N) vectors."
     (a0, a1, a2), (b0, b1, b2) = a.unbind(0), b.unbind(0)
@@ -358,7 +354,7 @@ def vertex_normals(verts:torch.Tensor, # (B, V, 3) positions (any frame; normals
     vn = vn*(vn*vn).sum(0).clamp(min=eps*eps).rsqrt()     # clamp before the root: finite gradients at zero
     return vn.view(3, B, V).permute(1, 2, 0)
 
-# %% ../nbs/11_render.ipynb #c030
+# %% ../nbs/11_render.ipynb #c032
 _SH_C = (1/math.sqrt(4*math.pi), (2*math.pi/3)*math.sqrt(3/(4*math.pi)), (math.pi/4)*3*math.sqrt(5/(12*math.pi)),
          (math.pi/4)*1.5*math.sqrt(5/(12*math.pi)), (math.pi/4)*0.5*math.sqrt(5/(4*math.pi)))
 
@@ -405,7 +401,7 @@ def directional_sh_coeffs(direction:torch.Tensor, # (B, 3) or (3,) direction tow
     c[:, 1:4] = (strength/_SH_C[1]*d)[..., None]
     return c
 
-# %% ../nbs/11_render.ipynb #c035
+# %% ../nbs/11_render.ipynb #c037
 def split_quads(faces, # (F, 4) vertex indices, -1 as the 4th index for a triangle (numpy or torch)
                 *others, # more (F, 4) index arrays split the same way (e.g. `faces_uv`)
                ):

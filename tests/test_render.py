@@ -139,6 +139,10 @@ def test_axis_angle_round_trip_and_gradients():
         assert torch.autograd.gradcheck(axis_angle_to_matrix, (a.double().requires_grad_(True),))
     x = torch.tensor([[0.2, -0.4, 0.3]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: matrix_to_axis_angle(axis_angle_to_matrix(v)), (x,))
+    torch.manual_seed(1)
+    r = torch.randn(64, 3, dtype=torch.float64)
+    r = r/r.norm(dim=-1, keepdim=True)*torch.rand(64, 1, dtype=torch.float64)*3.1
+    torch.testing.assert_close(matrix_to_axis_angle(axis_angle_to_matrix(r)), r)
 
 
 def test_project_points_matches_pinhole():
