@@ -20,6 +20,7 @@ COMMANDS = {
     ('track',):         ('dfe.tracking:track_cmd',    "fit the face model to every frame of a video: track.npz, metrics.json, contact sheet"),
     ('track-corpus',):  ('dfe.tracking:track_corpus', "track every clip of the corpus (resumable); per-clip results and a summary table"),
     ('crop',):          ('dfe.dataset:crop_cmd',      "crop a tracked clip into a training folder: frames, UV rasters, masks, parameters, audio features"),
+    ('crop-corpus',):   ('dfe.dataset:crop_corpus',   "build the dataset folder of every tracked clip; box metrics vs the baseline in outputs/crop/summary.md"),
     ('data',):          ('dfe.cli:data_cmd',          "list the clips of the corpus ($DFE_DATA) with identities and the default split"),
     ('probe',):         ('dfe.cli:probe_cmd',         "show what dfe sees in a media file (size, fps, duration, frames at 25 fps, audio)"),
     ('bench',):         ('dfe.cli:bench_cmd',         "run a benchmark from bench/ (writes outputs/bench/NAME.json)"),

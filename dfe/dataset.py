@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import cv2
 
-from .core import (DfeError, InputFileError, check_input_file, atomic_write_json, sha256_file, get_device, outputs_dir)
+from .core import (DfeError, InputFileError, check_input_file, atomic_write_json, atomic_write_text, sha256_file, get_device, outputs_dir)
 from .cropping import (jaw_independent_boxes, landmark_boxes_baseline, box_metrics, box_model, raster_model, crop_frames,
                           crop_camera, crop_rasters, uv_region_masks, part_tile_table, MASK_BITS, BOX_PARTS, RASTER_PARTS)
 from .audio import video_aligned_mel, mel_windows, mel_per_frame, LOG_FLOOR
@@ -19,7 +19,7 @@ from .audio import video_aligned_mel, mel_windows, mel_per_frame, LOG_FLOOR
 # %% auto #0
 __all__ = ['DATASET_FORMAT', 'DATASET_VERSION', 'ARRAYS', 'CropSettings', 'track_file', 'dataset_key', 'read_manifest',
            'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData', 'WindowDataset',
-           'overlay_picture', 'clip_figure', 'inspect_clip', 'crop_cmd']
+           'overlay_picture', 'clip_figure', 'inspect_clip', 'crop_cmd', 'crop_corpus']
 
 # %% ../nbs/21_dataset.ipynb #c005
 DATASET_FORMAT = 'dfe.dataset/1'
@@ -431,4 +431,34 @@ def crop_cmd(trackdir:str, # folder holding track.npz (from `dfe track`), or the
         if k not in met: continue
         v = met[k]
         print(f"  {k:22s}{v['ours']:10.3f}{v['baseline']:10.3f}{v['ours_per_frame_scale']:17.3f}")
+    return 0
+
+# %% ../nbs/21_dataset.ipynb #c035
+def crop_corpus(tracks:str='', # folder of per-clip track folders (default: outputs/tracking)
+                out:str='', # where the dataset folders go (default: outputs/crop)
+                size:int=CropSettings.size, # crop side in pixels
+                device:str=''): # torch device
+    "Build the dataset folder of every tracked clip and a table of box jitter and jaw correlation, ours vs the baseline."
+    tracks = Path(tracks) if tracks else outputs_dir()/'tracking'
+    out = Path(out) if out else outputs_dir()/'crop'
+    dirs = sorted(d for d in tracks.iterdir() if (d/'track.npz').exists()) if tracks.is_dir() else []
+    if not dirs: raise DfeError(f"{tracks}: no track folders (run `dfe track-corpus` first)")
+    rows = []
+    for d in dirs:
+        folder, built = build_clip_dataset(d/'track.npz', out/d.name, CropSettings(size=size), device=device or None)
+        met = json.loads((folder/'metrics.json').read_text())
+        rows.append(dict(clip=d.name, frames=met['frames'], **{f"{k}_{w}": met[k][w] for k in ('box_jitter_px', 'box_jaw_corr')
+                                                              for w in ('ours', 'baseline', 'ours_per_frame_scale')}))
+        print(f"{d.name:24s} jitter {rows[-1]['box_jitter_px_ours']:.2f} / {rows[-1]['box_jitter_px_baseline']:.2f} px, "
+              f"jaw corr {rows[-1]['box_jaw_corr_ours']:.2f} / {rows[-1]['box_jaw_corr_baseline']:.2f}", flush=True)
+    jit_ok = all(r['box_jitter_px_ours'] < r['box_jitter_px_baseline'] for r in rows)
+    corr = np.array([abs(r['box_jaw_corr_ours']) for r in rows])
+    summ = dict(clips=len(rows), jitter_below_baseline_on_every_clip=jit_ok, max_abs_box_jaw_corr=float(np.nanmax(corr)), rows=rows)
+    atomic_write_json(out/'summary.json', summ)
+    cols = ['clip', 'frames', 'box_jitter_px_ours', 'box_jitter_px_baseline', 'box_jaw_corr_ours', 'box_jaw_corr_baseline',
+            'box_jitter_px_ours_per_frame_scale', 'box_jaw_corr_ours_per_frame_scale']
+    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|'*len(cols)]
+    lines += ['| ' + ' | '.join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + ' |' for r in rows]
+    lines.append(f"\njitter below the baseline on every clip: {jit_ok}; max |box_jaw_corr| (ours): {summ['max_abs_box_jaw_corr']:.3f}")
+    atomic_write_text(out/'summary.md', '\n'.join(lines) + '\n')
     return 0

@@ -667,7 +667,7 @@ def _write_summary(out:Path, rows:list):
                 max_landmark_nme=float(nme.max()) if len(nme) else None,
                 frames=int(sum(r['frames'] for r in ok)), seconds=float(sum(r['seconds'] for r in ok)), rows=rows)
     atomic_write_json(out/'summary.json', summ)
-    cols = ['clip', 'size', 'frames', 'landmark_nme', 'landmark_nme_478', 'photometric_l1', 'jitter', 'failed_frames', 'frames_per_second']
+    cols = ['clip', 'size', 'frames', 'landmark_nme', 'landmark_nme_478', 'photometric_l1', 'jitter', 'no_face_frames', 'failed_frames', 'frames_per_second']
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|'*len(cols)]
     for r in rows:
         lines.append('| ' + ' | '.join((f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, r.get('error', '')) if c != 'clip' else r['clip'])) for c in cols) + ' |')
