@@ -22,7 +22,8 @@ from .tracking import (Track, TrackSettings, LandmarkModel, render_overlay, rend
 __all__ = ['MESH_PARTS', 'PART_COLOURS', 'EXPRESSION_SLIDERS', 'MOUTH_COEFFICIENTS', 'FAIL_NME', 'load_track', 'track_model',
            'fitted_landmarks', 'landmark_errors', 'photometric_residual', 'residual_image', 'frame_panel',
            'frame_viewer', 'panel_figure', 'vertex_colours', 'mesh_figure', 'expression_explorer', 'audio_envelope',
-           'lagged_correlation', 'coefficient_figure', 'pose_angles', 'pose_figure', 'error_figure', 'write_report']
+           'lagged_correlation', 'lip_gap', 'coefficient_figure', 'pose_angles', 'pose_figure', 'error_figure',
+           'write_report']
 
 # %% ../nbs/14_tracking_inspect.ipynb #c008
 def load_track(path, # a `track.npz`, or a folder holding one (as `dfe track VIDEO -o FOLDER` writes)
@@ -203,23 +204,28 @@ def frame_viewer(track:Track, # a fit
     update()
     return W.VBox([W.HBox([play, slider, mode]), image, info])
 
+def _frame_indices(track, frames) -> list:
+    return list(np.unique(np.linspace(0, len(track) - 1, frames).round().astype(int))) if isinstance(frames, int) else [int(i) for i in frames]
+
 def panel_figure(track:Track, # a fit
                  video=None, # the tracked video (default: `track.source`)
                  frames=6, # how many frames (spread through the clip), or a list of frame indices
                  model:FaceModel|None=None, # its model
                  tile:int=160, # height of each view
                  overlay:str='mesh', # 'mesh' or 'texture'
+                 panels=None, # the `frame_panel` images of `frames`, if already made
                 ):
     "A plotly figure of `frame_panel` with a slider over a few frames (a static stand-in for `frame_viewer`)."
     import plotly.graph_objects as go
-    model = model or track_model(track)
-    idx = list(np.unique(np.linspace(0, len(track) - 1, frames).round().astype(int))) if isinstance(frames, int) else [int(i) for i in frames]
-    src = _FrameSource(video or track.source, track.fps)
-    uris = ['data:image/png;base64,' + base64.b64encode(_png(frame_panel(track, i, src(i), model, tile, overlay))).decode() for i in idx]
+    idx = _frame_indices(track, frames)
+    if panels is None:
+        model, src = model or track_model(track), _FrameSource(video or track.source, track.fps)
+        panels = [frame_panel(track, i, src(i), model, tile, overlay) for i in idx]
+    uris = ['data:image/png;base64,' + base64.b64encode(_png(p)).decode() for p in panels]
     fig = go.Figure(go.Image(source=uris[0]), frames=[go.Frame(data=[go.Image(source=u)], name=str(i)) for i, u in zip(idx, uris)])
     steps = [dict(method='animate', label=str(i), args=[[str(i)], dict(mode='immediate', frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
              for i in idx]
-    fig.update_layout(sliders=[dict(steps=steps, currentvalue=dict(prefix='frame '), pad=dict(t=10))], height=tile + 130,
+    fig.update_layout(sliders=[dict(steps=steps, currentvalue=dict(prefix='frame '), pad=dict(t=10))], height=panels[0].shape[0] + 130,
                       margin=dict(l=0, r=0, t=10, b=0))
     fig.update_xaxes(visible=False); fig.update_yaxes(visible=False)
     return fig
@@ -278,25 +284,33 @@ def mesh_figure(model:FaceModel, # the mesh (e.g. `track_model(track, parts=MESH
     ident = None if identity is None else torch.as_tensor(np.asarray(identity, np.float32), device=dev).reshape(1, -1)
     e = _as_expression(model, expression).to(dev)
     def verts(ex):
-        with torch.no_grad(): return model.model_vertices(ident, ex)[0].cpu().numpy().round(3)
+        with torch.no_grad(): return model.model_vertices(ident, ex)[0].cpu().numpy().astype(np.float32)
     v, f = verts(e), model.faces.cpu().numpy()
     col = vertex_colours(model, texture)
     fig = go.Figure(go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2], i=f[:, 0], j=f[:, 1], k=f[:, 2], vertexcolor=[f'rgb({r},{g},{b})' for r, g, b in col],
                               flatshading=False, lighting=dict(ambient=0.45, diffuse=0.8, specular=0.05, roughness=0.9),
                               lightposition=dict(x=0, y=50, z=200), hoverinfo='skip', name='mesh'))
-    if slider is not None:
-        k = model.expression_index(slider)
-        st = []
-        for w in np.linspace(0, 1, steps):
+    if slider is not None:   # one animation frame per weight (numpy arrays keep the file small: plotly stores them in binary)
+        k, ws = model.expression_index(slider), np.linspace(0, 1, steps)
+        fr = []
+        for w in ws:
             ex = e.clone(); ex[0, k] = float(w)
             vw = verts(ex)
-            st.append(dict(method='restyle', label=f'{w:.2f}', args=[dict(x=[vw[:, 0]], y=[vw[:, 1]], z=[vw[:, 2]])]))
-        fig.update_layout(sliders=[dict(steps=st, active=int(np.argmin(np.abs(np.linspace(0, 1, steps) - float(e[0, k])))),
-                                        currentvalue=dict(prefix=f'{slider} = '))])
+            fr.append(go.Frame(data=[go.Mesh3d(x=vw[:, 0], y=vw[:, 1], z=vw[:, 2])], traces=[0], name=f'{w:.2f}'))
+        fig.frames = fr
+        st = [dict(method='animate', label=f.name, args=[[f.name], dict(mode='immediate', frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
+              for f in fr]
+        fig.update_layout(sliders=[dict(steps=st, active=int(np.argmin(np.abs(ws - float(e[0, k])))), currentvalue=dict(prefix=f'{slider} = '))])
     fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=30 if title else 0, b=0), uirevision='keep',
                       scene=dict(aspectmode='data', camera=dict(eye=dict(x=0.7, y=0.1, z=1.9), up=dict(x=0, y=1, z=0)),
                                  xaxis=dict(visible=False), yaxis=dict(visible=False), zaxis=dict(visible=False)))
     return fig
+
+def _display_output(obj) -> dict:
+    "A display_data output of `obj` (its rich representation, e.g. a plotly figure's JSON) for `ipywidgets.Output.outputs`."
+    bundle = obj._repr_mimebundle_() if hasattr(obj, '_repr_mimebundle_') else {}
+    if isinstance(bundle, tuple): bundle = bundle[0]
+    return dict(output_type='display_data', data={'text/plain': f'<{type(obj).__name__}>', **(bundle or {})}, metadata={})
 
 def expression_explorer(model:FaceModel, # the mesh
                         identity=None, # (K,) identity coefficients
@@ -304,21 +318,34 @@ def expression_explorer(model:FaceModel, # the mesh
                         texture=None, # albedo atlas (`track.texture`)
                         height:int=550,
                        ):
-    "ipywidgets `interactive`: one slider per expression in `names`, redrawing `mesh_figure` (needs a live kernel to respond)."
+    "One slider per expression in `names` (ipywidgets, like `interact`) redrawing `mesh_figure`; the last figure is `.figure`."
     import ipywidgets as W
-    from IPython.display import display
     for n in names: model.expression_index(n)   # unknown names fail here, naming the known ones
-    sliders = {n: W.FloatSlider(value=0., min=0., max=1., step=0.05, continuous_update=False, description=n) for n in names}
-    return W.interactive(lambda **w: display(mesh_figure(model, identity, w, texture=texture, height=height)), **sliders)
+    sliders = [W.FloatSlider(value=0., min=0., max=1., step=0.05, continuous_update=False, description=n) for n in names]
+    out = W.Output()
+    box = W.VBox([*sliders, out])
+    def draw(*_):
+        box.figure = mesh_figure(model, identity, {s.description: s.value for s in sliders}, texture=texture, height=height)
+        # the figure is set as the Output's content, not displayed inside `with out:` as `interact` does: a headless
+        # run (papermill/nbclient) echoes captured output back to the kernel, and a message this big stalls it
+        out.outputs = (_display_output(box.figure),)
+    for s in sliders: s.observe(draw, 'value')
+    draw()
+    return box
 
 # %% ../nbs/14_tracking_inspect.ipynb #c032
 def audio_envelope(samples, # (n,) mono audio
                    sr:int=16000, # its sample rate
                    fps:float=25.0, # video frame rate
                    n_frames:int|None=None, # number of frames (default: enough to cover the audio)
+                   band:tuple|None=(300., 3000.), # band-pass (Hz) applied first (zero-phase, 4th order); None: plain RMS
                   ) -> np.ndarray: # (n_frames,) RMS, 0 past the end of the audio
-    "RMS of the audio over each video frame's interval [k/fps, (k+1)/fps)."
+    "RMS of the (band-passed) audio over each video frame's interval [k/fps, (k+1)/fps)."
     x = np.asarray(samples, np.float64).reshape(-1)
+    if band is not None and len(x) > 64:
+        from scipy import signal
+        sos = signal.butter(4, [band[0], min(band[1], 0.45*sr)], btype='band', fs=sr, output='sos')
+        x = signal.sosfiltfilt(sos, x, padlen=min(len(x) - 1, 3*(2*len(sos) + 1)))
     n = int(np.ceil(len(x)*fps/sr)) if n_frames is None else int(n_frames)
     edges = np.round(np.arange(n + 1)*sr/fps).astype(np.int64)
     c = np.concatenate([[0.], np.cumsum(x*x)])
@@ -331,14 +358,21 @@ def lagged_correlation(a, # (n,) a signal (e.g. jawOpen per frame)
                       ) -> tuple: # (r, lag)
     "The best Pearson correlation of a[t] with b[t + lag] over |lag| ≤ `max_lag`, and that lag (> 0: b follows a)."
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n = min(len(a), len(b))
     best = (np.nan, 0)
-    for lag in range(-max_lag, max_lag + 1):
-        x, y = (a[:len(a) - lag], b[lag:]) if lag >= 0 else (a[-lag:], b[:len(b) + lag])
+    for lag in range(-min(max_lag, n), min(max_lag, n) + 1):
+        x, y = (a[:n - lag], b[lag:n]) if lag >= 0 else (a[-lag:n], b[:n + lag])
         ok = np.isfinite(x) & np.isfinite(y)
         if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0: continue
         r = float(np.corrcoef(x[ok], y[ok])[0, 1])
         if not r <= best[0]: best = (r, lag)   # also replaces the initial NaN
     return best
+
+def lip_gap(points, # (..., 478, ≥2) MediaPipe landmarks (detected, or `fitted_landmarks`), px
+           ) -> np.ndarray: # (...,) inter-ocular units
+    "Distance between the inner-lip centre points (MediaPipe 13 and 14) over the inter-ocular distance."
+    p = np.asarray(points)
+    return np.linalg.norm(p[..., 13, :2] - p[..., 14, :2], axis=-1)/interocular_distance(p)
 
 # %% ../nbs/14_tracking_inspect.ipynb #c035
 MOUTH_COEFFICIENTS = ('jawOpen', 'mouthClose', 'mouthFunnel', 'mouthPucker', 'mouthSmile_L', 'mouthSmile_R')
@@ -358,33 +392,40 @@ def coefficient_figure(track:Track, # a fit
                        names=MOUTH_COEFFICIENTS, # ICT expression names to plot
                        sr:int=16000, # sample rate of `audio` samples
                        max_lag:int=5, # frames searched by `lagged_correlation`
-                       height:int=380,
+                       band=(300., 3000.), # band-pass of the envelope (`audio_envelope`)
+                       height:int=400,
                       ):
-    "Expression weights over time (s), with the audio RMS envelope on a second axis and its correlation with jawOpen."
+    "Expression weights over time (s) with the detected lip gap and the speech envelope (second axis); the title correlates them with jawOpen."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
-    t = np.arange(len(track))/track.fps
-    fig = make_subplots(specs=[[{'secondary_y': True}]])
-    title = 'expression weights'
-    if audio is not None:
-        x = read_audio(audio, sr) if isinstance(audio, (str, Path)) else np.asarray(audio)
-        env = audio_envelope(x, sr, track.fps, len(track))
-        fig.add_trace(go.Scatter(x=t, y=env, name='audio RMS', fill='tozeroy', line=dict(color='rgba(120,120,120,0.6)', width=1),
-                                 fillcolor='rgba(160,160,160,0.25)'), secondary_y=True)
-        if 'jawOpen' in names:
-            r, lag = lagged_correlation(track.expression[:, ICT_EXPRESSION_NAMES.index('jawOpen')], env, max_lag)
-            title += f' — jawOpen vs audio RMS: r = {r:.2f} at lag {lag:+d} frames'
     for n in names:
         if n not in ICT_EXPRESSION_NAMES: raise DfeError(f"unknown expression {n!r}; known: {', '.join(ICT_EXPRESSION_NAMES)}")
+    t = np.arange(len(track))/track.fps
+    jaw = track.expression[:, ICT_EXPRESSION_NAMES.index('jawOpen')]
+    fig = make_subplots(specs=[[{'secondary_y': True}]])
+    notes = []
+    if audio is not None:
+        x = read_audio(audio, sr) if isinstance(audio, (str, Path)) else np.asarray(audio)
+        env = audio_envelope(x, sr, track.fps, len(track), band)
+        fig.add_trace(go.Scatter(x=t, y=env, name='speech envelope', fill='tozeroy', line=dict(color='rgba(120,120,120,0.6)', width=1),
+                                 fillcolor='rgba(160,160,160,0.25)'), secondary_y=True)
+        r, lag = lagged_correlation(jaw, env, max_lag)
+        notes.append(f"speech r = {r:.2f} (lag {lag:+d})")
+    with np.errstate(invalid='ignore'): gap = lip_gap(track.landmarks)
+    fig.add_trace(go.Scatter(x=t, y=gap, name='lip gap (detected, IOD)', line=dict(color='black', dash='dot', width=1.5)), secondary_y=False)
+    ok = np.isfinite(gap)
+    if ok.sum() > 2 and np.std(gap[ok]) > 0 and np.std(jaw[ok]) > 0: notes.insert(0, f"lip gap r = {np.corrcoef(jaw[ok], gap[ok])[0, 1]:.2f}")
+    for n in names:
         fig.add_trace(go.Scatter(x=t, y=track.expression[:, ICT_EXPRESSION_NAMES.index(n)], name=n,
                                  line=dict(width=2.5 if n == 'jawOpen' else 1.2)), secondary_y=False)
     _shade_failed(fig, track)
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=40), xaxis_title='time (s)', hovermode='x unified')
-    fig.update_yaxes(title_text='weight', range=[0, 1], secondary_y=False)
-    fig.update_yaxes(title_text='audio RMS', rangemode='tozero', showgrid=False, secondary_y=True)
+    fig.update_layout(title='expression weights' + (' — jawOpen vs ' + ', '.join(notes) if notes else ''), height=height,
+                      margin=dict(l=10, r=10, t=40, b=40), xaxis_title='time (s)', hovermode='x unified')
+    fig.update_yaxes(title_text='weight; lip gap (IOD)', range=[0, 1], secondary_y=False)
+    fig.update_yaxes(title_text='speech RMS', rangemode='tozero', showgrid=False, secondary_y=True)
     return fig
 
-# %% ../nbs/14_tracking_inspect.ipynb #c038
+# %% ../nbs/14_tracking_inspect.ipynb #c040
 def pose_angles(rotation, # (N, 3) axis-angle (`Track.rotation`)
                ) -> np.ndarray: # (N, 3) degrees
     "Rotations as extrinsic x, y, z Euler angles (pitch, yaw, roll about the camera axes), degrees."
@@ -407,7 +448,7 @@ def pose_figure(track:Track, # a fit
     fig.update_xaxes(title_text='time (s)', row=2, col=1)
     return fig
 
-# %% ../nbs/14_tracking_inspect.ipynb #c041
+# %% ../nbs/14_tracking_inspect.ipynb #c043
 FAIL_NME = 0.1   # the tracker marks frames with a larger 68-point landmark error as failed (`dfe.tracking.FAILED_FIT`)
 
 def error_figure(track:Track, # a fit
@@ -431,7 +472,7 @@ def error_figure(track:Track, # a fit
     fig.update_xaxes(title_text='time (s)', row=2, col=1)
     return fig
 
-# %% ../nbs/14_tracking_inspect.ipynb #c044
+# %% ../nbs/14_tracking_inspect.ipynb #c046
 def write_report(track:Track, # a fit
                  out_dir, # folder to write into
                  video=None, # the tracked video (default: `track.source`)
@@ -445,19 +486,25 @@ def write_report(track:Track, # a fit
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     video = check_input_file(video or track.source)
     model = model or track_model(track)
-    idx = list(np.unique(np.linspace(0, len(track) - 1, frames).round().astype(int))) if isinstance(frames, int) else [int(i) for i in frames]
+    idx = _frame_indices(track, frames)
     src = _FrameSource(video, track.fps)
-    for i in idx:
-        with atomic_output(out/f'frame_{i:05d}.png') as tmp: tmp.write_bytes(_png(frame_panel(track, i, src(i), model, tile)))
+    panels = [frame_panel(track, i, src(i), model, tile) for i in idx]
+    for i, p in zip(idx, panels):
+        with atomic_output(out/f'frame_{i:05d}.png') as tmp: tmp.write_bytes(_png(p))
     errors = landmark_errors(track, model)
-    figs = [('Mouth coefficients and speech', coefficient_figure(track, video if audio and probe_video(video).has_audio else None)),
-            ('Head pose', pose_figure(track)), ('Fitting errors', error_figure(track, errors)),
-            ('Frames', panel_figure(track, video, idx, model, tile=min(tile, 160))),
-            ("The actor's mesh", mesh_figure(track_model(track, parts=MESH_PARTS), track.identity, texture=track.texture, slider='jawOpen'))]
+    figs = [('Mouth coefficients and speech', "jawOpen should rise and fall with the speech envelope (grey); failed frames are shaded red.",
+             coefficient_figure(track, video if audio and probe_video(video).has_audio else None)),
+            ('Head pose', "Real head motion is smooth: steps and one-frame spikes are tracking errors.", pose_figure(track)),
+            ('Fitting errors', "Photometric L1 and landmark error per frame; the dashed line is the tracker's failure threshold.",
+             error_figure(track, errors)),
+            ('Frames', "Detected (green) and fitted (red) landmarks | fitted mesh | face crop | render | |render − frame|: "
+                       "dark over the skin in a good fit, bright edges mean misaligned geometry.", panel_figure(track, video, idx, panels=panels)),
+            ("The actor's mesh", "The identity found by the tracker with its albedo; the slider opens the jaw.",
+             mesh_figure(track_model(track, parts=MESH_PARTS), track.identity, texture=track.texture, slider='jawOpen'))]
     ok = np.isfinite(errors['nme68'])
     head = (f"<h1>Track of {Path(track.source).name or video.name}</h1><p>{len(track)} frames, {track.image_size[1]}x{track.image_size[0]}, "
             f"focal {track.focal:.0f} px; landmark error (68 points) {np.mean(errors['nme68'][ok]) if ok.any() else float('nan'):.4f} IOD, "
             f"photometric L1 {np.nanmean(track.photo_l1):.4f}; failed frames {int((track.failed > 0).sum())}</p>")
-    body = [f"<h2>{t}</h2>" + f.to_html(full_html=False, include_plotlyjs=(j == 0)) for j, (t, f) in enumerate(figs)]
+    body = [f"<h2>{t}</h2><p>{c}</p>" + f.to_html(full_html=False, include_plotlyjs=(j == 0)) for j, (t, c, f) in enumerate(figs)]
     atomic_write_text(out/'report.html', f"<html><head><meta charset='utf-8'><title>dfe track report</title></head><body>{head}{''.join(body)}</body></html>")
     return out/'report.html'
