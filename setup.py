@@ -26,7 +26,7 @@ setuptools.setup(
     license='Apache-2.0',
     packages=setuptools.find_packages(include=['dfe', 'dfe.*']),
     include_package_data=True,
-    package_data={'dfe': ['*.json', '*.tsv']},
+    package_data={'dfe': ['*.json', '*.tsv', 'weights/*.pt']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + cfg['min_python'],

@@ -109,7 +109,12 @@ register_asset('face_landmarker', 'face_landmarker.task',
     '64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff',
     url='https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task',
     size=3_758_596, licence='Apache-2.0', source='MediaPipe models (storage.googleapis.com/mediapipe-models)',
-    description='MediaPipe Face Landmarker v2: face detector, 478 landmarks, 52 blendshape scores, face transform');
+    description='MediaPipe Face Landmarker v2: face detector, 478 landmarks, 52 blendshape scores, face transform')
+register_asset('audio2expr', 'audio2expr.pt',
+    '01ca0d3bf5d3b8df898a8fb83b3d59f1d750f81788ef07df852d9775a86741af', size=217_907, licence='Apache-2.0',
+    source='trained by dfe (nbs/41_imitator.ipynb, `dfe train-audio`) on the tracked corpus clips of the training identities',
+    description='audio-to-expression transformer: log-mel speech -> 29 ICT mouth/jaw coefficients at 25 fps',
+    repo_path='dfe/weights/audio2expr.pt');
 
 # %% ../nbs/01_assets.ipynb #c012
 def asset_url(name) -> str|None:

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['LOG_FLOOR', 'hz_to_mel', 'mel_to_hz', 'mel_filterbank', 'log_mel', 'mel_per_frame', 'frame_audio',
-           'video_aligned_mel', 'mel_windows']
+__all__ = ['LOG_FLOOR', 'SPEECH_ENCODERS', 'hz_to_mel', 'mel_to_hz', 'mel_filterbank', 'log_mel', 'mel_per_frame', 'frame_audio',
+           'video_aligned_mel', 'mel_windows', 'SpeechEncoder', 'LogMelEncoder', 'normalize_features',
+           'register_speech_encoder', 'speech_encoder', 'speed_perturb', 'add_noise', 'apply_gain']
 
 # %% ../nbs/40_audio.ipynb #c005
 def hz_to_mel(f):
@@ -51,6 +52,7 @@ def log_mel(wave, # (..., n) float samples in [-1, 1] (numpy or torch)
             n_mels:int=80, # mel bands
             fmin:float=0.0, # lowest band edge (Hz)
             fmax:float|None=None, # highest band edge (Hz; default sr/2)
+            floor:float=LOG_FLOOR, # power floor before the log
            ) -> torch.Tensor: # (..., n // hop + 1, n_mels) float32
     "Log-mel spectrogram, frame `j` centred at sample `j·hop`."
     x = torch.as_tensor(np.asarray(wave, np.float32) if not isinstance(wave, torch.Tensor) else wave, dtype=torch.float32)
@@ -62,7 +64,7 @@ def log_mel(wave, # (..., n) float samples in [-1, 1] (numpy or torch)
     spec = torch.stft(x, n_fft, hop, n_fft, win, center=True, pad_mode='reflect', return_complex=True)
     power = spec.real**2 + spec.imag**2                                       # (B, n_fft//2+1, T)
     mel = mel_filterbank(sr, n_fft, n_mels, fmin, fmax).to(x.device) @ power  # (B, n_mels, T)
-    return torch.log(mel.clamp(min=LOG_FLOOR)).transpose(1, 2).reshape(*lead, -1, n_mels)
+    return torch.log(mel.clamp(min=floor)).transpose(1, 2).reshape(*lead, -1, n_mels)
 
 # %% ../nbs/40_audio.ipynb #c011
 def mel_per_frame(fps:float=25.0, sr:int=16000, hop:int=160) -> int:
@@ -102,3 +104,87 @@ def mel_windows(mel, # (R, n_mels) video-aligned features (`video_aligned_mel`)
     inside = (rows >= 0) & (rows < len(mel))
     out = mel[np.clip(rows, 0, max(0, len(mel) - 1))]
     return np.where(inside[..., None], out, np.float32(math.log(LOG_FLOOR))).astype(mel.dtype)
+
+# %% ../nbs/40_audio.ipynb #c016
+class SpeechEncoder:
+    "Base of dfe's speech encoders: `encoder(wave, n_frames)` -> (n_frames·per_frame, dim) features of 16 kHz speech."
+    name:str = ''        # recorded in checkpoints
+    dim:int = 0          # features per row
+    per_frame:int = 4    # rows per video frame (at 25 fps)
+    sr:int = 16000       # sample rate the encoder expects
+    def __call__(self, wave, n_frames:int) -> torch.Tensor: raise NotImplementedError
+    def __repr__(self): return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, per_frame={self.per_frame})"
+
+def _as_wave(wave, device=None) -> torch.Tensor:
+    x = wave if isinstance(wave, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(wave, np.float32))
+    return x.to(device=device, dtype=torch.float32)
+
+class LogMelEncoder(SpeechEncoder):
+    "80-band log-mel at 100 rows/s (4 per video frame), each band normalised over the utterance (CMVN)."
+    name, dim, per_frame = 'logmel80', 80, 4
+    def __init__(self, normalize:bool=True, # per-utterance mean/variance normalisation of each band
+                 dynamic_range_db:float=80., # floor: this far below the loudest value of the utterance
+                 device=None): # torch device of the features (default: the wave's)
+        self.normalize, self.range, self.device = normalize, dynamic_range_db*math.log(10)/10, device
+    def __call__(self, wave, # (n,) 16 kHz mono samples (numpy or torch)
+                 n_frames:int # video frames at 25 fps the features must cover (the wave is padded/trimmed to them)
+                ) -> torch.Tensor: # (n_frames·4, 80) float32
+        x = _as_wave(wave, self.device)
+        n = n_frames*640
+        x = x[:n] if len(x) >= n else torch.nn.functional.pad(x, (0, n - len(x)))
+        m = log_mel(x, floor=1e-20)[:n_frames*4]
+        m = torch.maximum(m, m.max() - self.range) if len(m) else m
+        return normalize_features(m) if self.normalize else m
+
+def normalize_features(x:torch.Tensor, # (R, D) feature rows
+                       eps:float=1e-3) -> torch.Tensor:
+    "Per-utterance normalisation: each column to zero mean and unit variance over the rows (CMVN)."
+    if len(x) < 2: return x - x.mean(0, keepdim=True)
+    return (x - x.mean(0, keepdim=True))/(x.std(0, keepdim=True) + eps)
+
+SPEECH_ENCODERS:dict = {}  # name -> factory(**kw) returning a `SpeechEncoder`
+
+def register_speech_encoder(name:str, # the encoder's name, as checkpoints record it
+                            factory): # callable(**kw) -> SpeechEncoder
+    "Make a speech encoder available to `speech_encoder` (and so to models trained with it)."
+    SPEECH_ENCODERS[name] = factory
+    return factory
+
+def speech_encoder(name:str='logmel80', **kw) -> SpeechEncoder:
+    "A speech encoder by name (default: the log-mel encoder)."
+    if name not in SPEECH_ENCODERS:
+        raise KeyError(f"unknown speech encoder {name!r} (known: {', '.join(SPEECH_ENCODERS)}); register it with register_speech_encoder")
+    return SPEECH_ENCODERS[name](**kw)
+
+register_speech_encoder('logmel80', LogMelEncoder);
+
+# %% ../nbs/40_audio.ipynb #c019
+def speed_perturb(wave, # (n,) samples
+                  factor:float, # > 1 faster (shorter), < 1 slower
+                 ) -> np.ndarray: # (≈ n/factor,) float32
+    "Play `wave` `factor` times faster (polyphase resampling; pitch shifts too)."
+    from scipy.signal import resample_poly
+    from fractions import Fraction
+    if factor <= 0: raise ValueError(f"speed factor must be positive, got {factor}")
+    fr = Fraction(factor).limit_denominator(100)
+    if fr == 1: return np.asarray(wave, np.float32)
+    return resample_poly(np.asarray(wave, np.float64), fr.denominator, fr.numerator).astype(np.float32)
+
+def add_noise(wave, # (n,) samples
+              snr_db:float, # signal-to-noise ratio (dB) relative to the wave's mean power
+              rng:np.random.Generator, # random generator
+              colour:str='white', # 'white' or 'pink' (1/f power)
+             ) -> np.ndarray:
+    "`wave` plus white or pink noise at `snr_db`."
+    w = np.asarray(wave, np.float32)
+    noise = rng.standard_normal(len(w))
+    if colour == 'pink':
+        spec = np.fft.rfft(noise); spec /= np.sqrt(np.maximum(np.arange(len(spec)), 1)); noise = np.fft.irfft(spec, len(w))
+    elif colour != 'white': raise ValueError(f"noise colour must be 'white' or 'pink', not {colour!r}")
+    p = float((w.astype(np.float64)**2).mean())
+    noise *= math.sqrt(p/10**(snr_db/10)/max(float((noise**2).mean()), 1e-12))
+    return (w + noise).astype(np.float32)
+
+def apply_gain(wave, db:float) -> np.ndarray:
+    "`wave` scaled by `db` decibels, clipped to [-1, 1]."
+    return np.clip(np.asarray(wave, np.float32)*10**(db/20), -1, 1).astype(np.float32)
