@@ -59,7 +59,7 @@ def parser_for(func, prog:str) -> argparse.ArgumentParser:
             continue
         flags = ['--' + name.replace('_', '-')] + ([_SHORT[name]] if name in _SHORT else [])
         if typ is bool:
-            if par.default: p.add_argument('--no-' + name.replace('_', '-'), dest=name, action='store_false', help=h or f'turn off {name}')
+            if par.default: p.add_argument('--no-' + name.replace('_', '-'), dest=name, action='store_false', help=f"turn off: {h or name}")
             else: p.add_argument(*flags, dest=name, action='store_true', help=h or ' ')
         elif typ is list and par.default is None: p.add_argument(name, nargs='*', default=None, help=h)
         elif typ is list: p.add_argument(*flags, dest=name, nargs='*', default=par.default, help=h or ' ')
