@@ -14,7 +14,7 @@ import argparse, os, platform, time
 import numpy as np, torch
 from dfe.core import data_dir, outputs_dir, atomic_write_json
 from dfe.facemodel import (load_face_model, read_ict_model, compute_mediapipe_embedding, mediapipe_embedding, select_submesh,
-                           FaceModel, pose_from_mediapipe_matrix, mediapipe_to_ict_expression, MEDIAPIPE_REGIONS)
+                           FaceModel, MEDIAPIPE_REGIONS, landmark_fit_residual)
 from dfe.landmarks import load_mediapipe_canonical, landmarker_model_path
 
 CLIPS = ['hdtf_katiehill_000', 'hdtf_aoc_000', 'hdtf_edmarkey_000', 'vox_c_1', 'styletalk_andrew_1']
@@ -62,22 +62,6 @@ def detections(every, per_clip):
                     if n >= per_clip: break
     return out
 
-def fit_residual(model, pts, mat, bs, hw, steps):
-    H, W = hw
-    f = H/(2*np.tan(np.radians(63)/2))
-    r0, t0 = pose_from_mediapipe_matrix(mat[None], model.embedding_info['canonical_to_model'])
-    ident = torch.zeros(1, model.n_identity, requires_grad=True)
-    expr = torch.tensor(mediapipe_to_ict_expression(bs), requires_grad=True)
-    rot, trans = r0.clone().requires_grad_(), t0.clone().requires_grad_()
-    tgt = torch.from_numpy(pts[:468])
-    opt = torch.optim.Adam([ident, expr, rot, trans], lr=0.02)
-    def proj():
-        X = model.landmarks_from_vertices(model(ident, expr.clamp(0, 1), rot, trans))[0, :468]
-        return torch.stack([f*X[:, 0]/X[:, 2] + W/2, f*X[:, 1]/X[:, 2] + H/2], -1)
-    for _ in range(steps):
-        opt.zero_grad(); (((proj() - tgt)**2).sum(-1).mean() + 0.01*(ident**2).sum()).backward(); opt.step()
-    with torch.no_grad(): return (proj() - tgt).norm(dim=-1).numpy()
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--every', type=int, default=40); ap.add_argument('--frames-per-clip', type=int, default=4)
@@ -95,7 +79,7 @@ def main():
         m = FaceModel(ict['neutral'][v], ict['identity_basis'][:40, v], ict['expression_basis'][:, v], s['faces'], s['faces_uv'],
                       ict['uv'][s['uv_ids']], s['face_part'], s['part_names'], ict['expression_names'], v, s['triangle_ids'],
                       np.full(68, -1), embedding=emb)
-        R = np.array([fit_residual(m, *d, steps=a.steps)/np.linalg.norm(d[0][263] - d[0][33])*100 for d in dets])
+        R = np.array([landmark_fit_residual(m, *d, steps=a.steps)/np.linalg.norm(d[0][263] - d[0][33])*100 for d in dets])
         res['embedding']['regions'][name] = {k: round(float(R[:, list(ids)].mean()), 3) for k, ids in REGIONS.items()}
         print(f"{name:11s}", '  '.join(f"{k} {x:.2f}" for k, x in res['embedding']['regions'][name].items()), flush=True)
     emb = variants['final']

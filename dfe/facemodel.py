@@ -20,7 +20,7 @@ __all__ = ['PART_ALIASES', 'DEFAULT_PARTS', 'ICT_EXPRESSION_NAMES', 'MEDIAPIPE_R
            'barycentric_points', 'load_face_model', 'ict_to_mediapipe_name', 'mediapipe_to_ict_matrix',
            'mediapipe_to_ict_expression', 'ict_to_mediapipe_expression', 'closest_points_on_mesh',
            'mediapipe_region_labels', 'similarity_procrustes', 'compute_mediapipe_embedding', 'embedding_cache_path',
-           'mediapipe_embedding', 'pose_from_mediapipe_matrix']
+           'mediapipe_embedding', 'pose_from_mediapipe_matrix', 'landmark_fit_residual']
 
 # %% ../nbs/12_facemodel.ipynb #c005
 def ict_model_path() -> Path:
@@ -532,3 +532,30 @@ def pose_from_mediapipe_matrix(matrix, # (B, 4, 4) MediaPipe facial transformati
     R = U @ Vh
     trans = (F @ (M[:, :3, 3] - (M[:, :3, :3] @ inv @ t)).unsqueeze(-1)).squeeze(-1)
     return matrix_to_axis_angle(R).float(), trans.float()
+
+# %% ../nbs/12_facemodel.ipynb #c065
+def landmark_fit_residual(model:FaceModel, # the model whose embedding is being judged
+                          pts, # (478, 2) MediaPipe landmarks of one frame, pixels
+                          mat, # (4, 4) MediaPipe facial transformation matrix of that frame
+                          bs, # (1, 52) MediaPipe blendshape scores
+                          image_size, # (H, W) of the frame
+                          steps:int=300, # Adam steps
+                          n_identity:int|None=None, # identity modes fitted (default: all of the model's)
+                         ) -> np.ndarray: # (468,) per-landmark residual in pixels after the fit (irises left out)
+    "Landmark-only fit (identity, expression, pose; MediaPipe's 63° camera) to one frame's 468 mesh landmarks: how well an embedding lets the model reach them."
+    H, W_ = image_size
+    f = H/(2*np.tan(np.radians(63)/2))
+    r0, t0 = pose_from_mediapipe_matrix(mat[None], model.embedding_info['canonical_to_model'])
+    ident = torch.zeros(1, n_identity or model.n_identity, requires_grad=True)
+    expr = torch.tensor(mediapipe_to_ict_expression(bs), requires_grad=True)
+    rot, trans = r0.clone().requires_grad_(), t0.clone().requires_grad_()
+    target = torch.as_tensor(np.asarray(pts)[:468, :2], dtype=torch.float32)  # irises do not follow gaze in ICT
+    opt = torch.optim.Adam([ident, expr, rot, trans], lr=0.02)
+    def project():
+        X = model.landmarks_from_vertices(model(ident, expr.clamp(0, 1), rot, trans))[0, :468]
+        return torch.stack([f*X[:, 0]/X[:, 2] + W_/2, f*X[:, 1]/X[:, 2] + H/2], -1)
+    for i in range(steps):
+        opt.zero_grad()
+        loss = ((project() - target)**2).sum(-1).mean() + 0.01*(ident**2).sum()
+        loss.backward(); opt.step()
+    with torch.no_grad(): return (project() - target).norm(dim=-1).numpy()

@@ -1,8 +1,8 @@
 "Heavier checks of dfe.facemodel: the cached embedding, gradients, gradcheck, and the embedding on real frames."
 import numpy as np, pytest, torch
 from dfe.facemodel import (load_face_model, mediapipe_embedding, compute_mediapipe_embedding, embedding_cache_path,
-                           read_ict_model, FaceModel, select_submesh, pose_from_mediapipe_matrix, mediapipe_to_ict_expression,
-                           MEDIAPIPE_REGIONS)
+                           read_ict_model, FaceModel, select_submesh, pose_from_mediapipe_matrix,
+                           MEDIAPIPE_REGIONS, landmark_fit_residual)
 from dfe.landmarks import load_mediapipe_canonical, landmarker_model_path
 
 @pytest.fixture(scope='module')
@@ -102,26 +102,6 @@ def _detections(n_per_clip=2, clips=('hdtf_katiehill_000', 'hdtf_edmarkey_000'))
     return out
 
 
-def _fit_residual(model, pts, mat, bs, hw, steps=250):
-    "Landmark-only fit of identity, expression and pose; per-landmark residual (px) of the 468 mesh landmarks."
-    H, W = hw
-    f = H/(2*np.tan(np.radians(63)/2))  # MediaPipe's camera
-    r0, t0 = pose_from_mediapipe_matrix(mat[None], model.embedding_info['canonical_to_model'])
-    ident = torch.zeros(1, model.n_identity, requires_grad=True)
-    expr = torch.tensor(mediapipe_to_ict_expression(bs), requires_grad=True)
-    rot, trans = r0.clone().requires_grad_(), t0.clone().requires_grad_()
-    tgt = torch.from_numpy(pts[:468])
-    opt = torch.optim.Adam([ident, expr, rot, trans], lr=0.02)
-    def proj():
-        X = model.landmarks_from_vertices(model(ident, expr.clamp(0, 1), rot, trans))[0, :468]
-        return torch.stack([f*X[:, 0]/X[:, 2] + W/2, f*X[:, 1]/X[:, 2] + H/2], -1)
-    for _ in range(steps):
-        opt.zero_grad()
-        (((proj() - tgt)**2).sum(-1).mean() + 0.01*(ident**2).sum()).backward()
-        opt.step()
-    with torch.no_grad(): return (proj() - tgt).norm(dim=-1).numpy()
-
-
 def _face_model(emb, n_identity=40):
     ict = read_ict_model()
     s = select_submesh(ict, ('face',)); v = s['vertex_ids']
@@ -141,6 +121,6 @@ def test_real_frames_non_rigid_embedding_beats_rigid_projection():
     res = {}
     for name, emb in (('final', final), ('rigid', rigid)):
         m = _face_model(emb)
-        res[name] = np.mean([_fit_residual(m, *d)[ids].mean() for d in dets])
+        res[name] = np.mean([landmark_fit_residual(m, *d, steps=250)[ids].mean() for d in dets])
     print(res)
     assert res['final'] < res['rigid']
