@@ -1,7 +1,7 @@
 "Heavier checks of dfe.facemodel: the cached embedding, gradients, gradcheck, and the embedding on real frames."
 import numpy as np, pytest, torch
 from dfe.facemodel import (load_face_model, mediapipe_embedding, compute_mediapipe_embedding, embedding_cache_path,
-                           read_ict_model, FaceModel, select_submesh, pose_from_mediapipe_matrix,
+                           read_ict_model, FaceModel, select_submesh,
                            MEDIAPIPE_REGIONS, landmark_fit_residual)
 from dfe.landmarks import load_mediapipe_canonical, landmarker_model_path
 
