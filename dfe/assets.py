@@ -115,6 +115,11 @@ register_asset('audio2expr', 'audio2expr.pt',
     source='trained by dfe (nbs/41_imitator.ipynb, `dfe train-audio`) on the tracked corpus clips of the training identities',
     description='audio-to-expression transformer: log-mel speech -> 29 ICT mouth/jaw coefficients at 25 fps',
     repo_path='dfe/weights/audio2expr.pt');
+register_asset('prior_cpu', 'prior_cpu.pt',
+    'aab3c6a08d05390c4314ff1c470bcad8119cf5885b49ffdd9c92bb9c51bd523a', size=3_311_373, licence='Apache-2.0',
+    source='trained by dfe (nbs/31_train.ipynb: `dfe train-prior`, then `dfe export-prior`) on the 128² crops of the corpus clips of the training identities',
+    description='neural-renderer prior, `cpu` configuration (128², window 5): the generator in float16, no actor textures',
+    repo_path='dfe/weights/prior_cpu.pt');
 
 # %% ../nbs/01_assets.ipynb #c012
 def asset_url(name) -> str|None:

@@ -14,7 +14,12 @@ __all__ = ['COMMANDS', 'parser_for', 'find_command', 'load_command', 'main', 'da
 
 # %% ../nbs/90_cli.ipynb #c005
 COMMANDS = {
-    ('main',):          ('dfe.dub:main_job',          "the README's main job: run the pipeline on the bundled default clip"),
+    ('main',):          ('dfe.dub:main_job',          "the README's main job: dub the bundled default clip with the bundled German speech"),
+    ('dub',):           ('dfe.dub:dub_cmd',           "dub a video with new speech: track, adapt the prior, animate, render, post-process, paste back"),
+    ('batch',):         ('dfe.batch:batch_cmd',       "run the job notebook once per row of a CSV (process pool or Dask): keep each executed notebook, skip finished jobs, report failures"),
+    ('verify',):        ('dfe.provenance:verify_cmd', "check a video for dfe's synthetic marks (container tags, invisible watermark); exit 0 if marked, 1 if not"),
+    ('evaluate',):      ('dfe.evaluate:evaluate_cmd', "score a trained run on its held-out frames: PSNR, SSIM, ST-LPIPS, FID (crop and mouth) in metrics.json"),
+    ('evaluate-paper',): ('dfe.evaluate:evaluate_paper_cmd', "the paper's Tables 1, 3, 4 and Figure 7 on held-out actors: train/resume runs, tables and figures in outputs/eval"),
     ('assets', 'check'): ('dfe.assets:assets_check',   "list the external assets and verify their checksums"),
     ('assets', 'fetch'): ('dfe.assets:assets_fetch',   "download missing assets into the user cache (checksum-verified)"),
     ('track',):         ('dfe.tracking:track_cmd',    "fit the face model to every frame of a video: track.npz, metrics.json, contact sheet"),
@@ -22,6 +27,7 @@ COMMANDS = {
     ('crop',):          ('dfe.dataset:crop_cmd',      "crop a tracked clip into a training folder: frames, UV rasters, masks, parameters, audio features"),
     ('crop-corpus',):   ('dfe.dataset:crop_corpus',   "build the dataset folder of every tracked clip; box metrics vs the baseline in outputs/crop/summary.md"),
     ('train-prior',):   ('dfe.train:train_prior_cmd', "train the neural-rendering prior over many actors (resumable; torchrun for several processes)"),
+    ('export-prior',):  ('dfe.train:export_prior_cmd', "write a prior run's generator (float16, no textures) as the shipped prior file; prints size and sha256"),
     ('adapt',):         ('dfe.train:adapt_cmd',       "adapt the prior to a new actor from a dataset folder (full, texture-only, mixed)"),
     ('train-baseline',): ('dfe.train:train_baseline_cmd', "train the same renderer from scratch on one actor (the paper's baseline)"),
     ('animate',):       ('dfe.imitator:animate_cmd',  "new mouth/jaw motion for a tracked clip from new speech: a new track.npz"),
@@ -95,7 +101,7 @@ def main(argv:list|None=None) -> int:
     args = parser_for(func, 'dfe ' + ' '.join(key)).parse_args(rest)
     try: res = func(**vars(args))
     except DfeError as e:
-        print(f"dfe {' '.join(key)}: error: {e}", file=sys.stderr); return 1
+        print(f"dfe {' '.join(key)}: error: {e}", file=sys.stderr); return 2   # 1 is a command's own "no" (e.g. verify: not marked)
     except KeyboardInterrupt:
         print(f"dfe {' '.join(key)}: interrupted", file=sys.stderr); return 130
     return res if isinstance(res, int) and not isinstance(res, bool) else 0

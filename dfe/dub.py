@@ -4,14 +4,17 @@
 
 # %% ../nbs/70_dub.ipynb #c003
 from __future__ import annotations
+import hashlib, json
 import numpy as np
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from tqdm.auto import tqdm
 from .core import (data_dir, outputs_dir, DEFAULT_CLIP, DEFAULT_AUDIO, StageTimer, atomic_write_json,
                       check_input_file, DfeError)
 
 # %% auto #0
-__all__ = ['pingpong_indices', 'write_mesh_overlay_video', 'audio_only_dub', 'main_job']
+__all__ = ['pingpong_indices', 'audio_only_dub', 'DubSettings', 'resolve_prior', 'union_mouth_masks', 'dub_contact_sheet',
+           'dub_video', 'dub_cmd', 'write_mesh_overlay_video', 'main_job']
 
 # %% ../nbs/70_dub.ipynb #c006
 def pingpong_indices(n_src:int, # number of source frames
@@ -24,6 +27,286 @@ def pingpong_indices(n_src:int, # number of source frames
     return np.where(k < n_src, k, period - k).astype(np.int64)
 
 # %% ../nbs/70_dub.ipynb #c009
+def audio_only_dub(video, # the actor's video
+                   speech, # (n,) float32 mono speech at `sr`
+                   path, # output mp4
+                   sr:int=16000, # sample rate of `speech`
+                   progress:bool=True,
+                   crf:int=18, # x264 quality of the output
+                   metadata:dict|None=None): # container tags
+    "The real frames, ping-ponged to the speech's length at 25 fps, with the new speech (atomically)."
+    from dfe.io import probe_video, iter_frames, VideoWriter
+    n_out = int(round(len(speech)/sr*25))
+    if n_out == 0: raise DfeError(f"{path}: the speech is shorter than one video frame")
+    info = probe_video(video)
+    idx = pingpong_indices(info.n_frames, n_out)
+    need = int(idx.max()) + 1
+    # frames are needed again when playing backwards: keep the ones used (a short clip's worth)
+    frames = [f for f in tqdm(iter_frames(video, count=need), total=need, desc='decode', unit='frame', disable=not progress)]
+    with VideoWriter(path, fps=25, audio=speech, sample_rate=sr, crf=crf, metadata=metadata) as w:
+        for i in tqdm(idx, desc='audio-only dub', unit='frame', disable=not progress): w.write(frames[i])
+    return Path(path)
+
+# %% ../nbs/70_dub.ipynb #c013
+@dataclass
+class DubSettings:
+    "How `dub_video` dubs; all but `keep_intermediates` and `progress` decide the cached adaptation."
+    prior:str = ''              # renderer prior: renderer file, training checkpoint or run folder ('': the shipped `prior_cpu` asset)
+    iters:int = 600             # adaptation iterations (batches of `batch_size` windows)
+    batch_size:int = 4          # windows per adaptation iteration
+    texture_only:bool = False   # adapt only the actor's neural texture (the generator stays the prior's)
+    frames:int = 0              # the actor's frames to adapt on, from the start (0: all)
+    mix:str = 'auto'            # mixed batches with the prior's actors: 'on', 'off', 'auto' (on if the prior's clips are available)
+    style:bool = True           # the actor's style layer on the audio model (fitted on the video's own speech)
+    postprocess:bool = True     # keep the real background where both segmentations say background (§3.7)
+    paste:str = 'mask'          # paste region: 'mask' (the dilated lower face) or 'box' (the whole crop)
+    colour_match:bool = True    # match colours at the paste seam
+    watermark:bool = True       # invisible watermark in the frames (the container tag is always written)
+    crf:int = 18                # x264 quality of the dub
+    seed:int = 0
+
+    def __post_init__(self):
+        if self.iters < 0: raise DfeError(f"iters must be ≥ 0, got {self.iters}")
+        if self.mix not in ('on', 'off', 'auto'): raise DfeError(f"mix must be 'on', 'off' or 'auto', got {self.mix!r}")
+        if self.paste not in ('mask', 'box'): raise DfeError(f"paste must be 'mask' or 'box', got {self.paste!r}")
+
+    def adapt_key(self, prior_sha:str, crop_key:str) -> str:
+        "Key of the cached adaptation: the prior, the actor's clip folder and the adaptation settings."
+        d = dict(prior=prior_sha, crop=crop_key, iters=self.iters, batch_size=self.batch_size, texture_only=self.texture_only,
+                 frames=self.frames, mix=self.mix, seed=self.seed)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+# %% ../nbs/70_dub.ipynb #c016
+def resolve_prior(prior:str='', # renderer file, training checkpoint or run folder ('': the shipped `prior_cpu` asset)
+                 ) -> Path:
+    "The file holding the prior's generator."
+    if not prior:
+        from dfe.assets import asset_path
+        return asset_path('prior_cpu')
+    p = Path(prior)
+    if p.is_dir(): p = p/'renderer.pt' if (p/'renderer.pt').exists() else p/'ckpt'/'last.pt'
+    return check_input_file(p)
+
+# %% ../nbs/70_dub.ipynb #c018
+def union_mouth_masks(dub_masks, # (N, S, S) uint8 mask bits of the dub's clip folder (modified in place)
+                      actor_masks, # (M, S, S) uint8 mask bits of the actor's clip folder
+                      index, # (N,) actor frame shown at each dub frame
+                      bits:tuple=('mouth', 'lower_face', 'mouth_interior'), # mask bits to take the union of
+                     ):
+    "OR the actor's real-frame mask bits into the dub's masks (chunked; works on memory-mapped arrays)."
+    from dfe.cropping import MASK_BITS
+    b = np.uint8(sum(MASK_BITS[k] for k in bits))
+    index = np.asarray(index)
+    for s0 in range(0, len(dub_masks), 64):
+        sl = slice(s0, min(len(dub_masks), s0 + 64))
+        dub_masks[sl] = dub_masks[sl] | (np.asarray(actor_masks[index[sl]]) & b)
+    return dub_masks
+
+# %% ../nbs/70_dub.ipynb #c021
+def _sha16(path) -> str:
+    from dfe.core import sha256_file
+    return sha256_file(path)[:16]
+
+def _adapt_actor(crop_dir:Path, work:Path, prior:Path, s:DubSettings, rc:dict, device, progress:bool) -> tuple:
+    "Adapt (or reuse the cached adaptation of) the prior to the actor's clip folder: (renderer, actor name, summary)."
+    from dfe.dataset import read_manifest
+    from dfe.train import adapt, load_renderer, TrainConfig, read_log
+    man = read_manifest(crop_dir)
+    run = work/'adapt'/s.adapt_key(_sha16(prior), man['key'])
+    val = max(2*rc['window'], min(25, man['frames']//10))
+    cfg = TrainConfig(model=rc, iters=s.iters, batch_size=s.batch_size, seed=s.seed, val_every=max(50, s.iters//4),
+                      ckpt_every=50, val_windows=4)
+    if s.iters > 0 or not (run/'renderer.pt').exists():
+        adapt([crop_dir], run, prior, frames=s.frames, cfg=cfg, mix=s.mix, texture_only=s.texture_only, val_frames=val,
+              device=device, progress=progress)
+    vals = [r for r in read_log(run) if r.get('split') == 'val']
+    return load_renderer(run, device), man['identity'], dict(run=str(run), val=vals[-1] if vals else None)
+
+def _paste_video(base_video:Path, out:Path, pred, dub_clip, no_face, speech, s:DubSettings, progress:bool) -> dict:
+    "Post-process the rendered crops, paste them into the (ping-ponged) full frames, write the dub with the new speech."
+    from dfe.io import iter_frame_chunks, VideoWriter
+    from dfe.postprocess import PostprocessSettings, postprocess_clip
+    from dfe.provenance import provenance_tags, mark_frames
+    n = len(pred)
+    ps = PostprocessSettings(keep_background=s.postprocess, region=s.paste, colour_match=s.colour_match)
+    chunks = iter_frame_chunks(base_video, chunk=16)
+    real = []   # the frames, kept for the frames without a face: a generator that records what it yields
+    def frames():
+        for c in chunks:
+            real.append(c); yield c
+    i0 = 0
+    bar = tqdm(total=n, desc='post-process + paste back', unit='frame', disable=not progress)
+    with VideoWriter(out, fps=25, audio=speech, sample_rate=16000, crf=s.crf, metadata=provenance_tags()) as w:
+        for fr in postprocess_clip(frames(), pred, dub_clip.params['boxes'], dub_clip.masks, ps):
+            fr = np.array(fr)
+            src = real.pop(0)
+            keep = no_face[i0:i0 + len(fr)]
+            fr[keep] = src[keep]
+            if s.watermark: fr = mark_frames(fr, start=i0)
+            for f in fr: w.write(f)
+            i0 += len(fr); bar.update(len(fr))
+        if i0 != n: raise DfeError(f"{base_video}: {i0} frames decoded, {n} expected")
+    bar.close()
+    return dict(passed_through=int(np.sum(no_face)))
+
+def dub_contact_sheet(real_video, # the real frames (ping-ponged to the dub's length)
+                      dub, # the dubbed video
+                      boxes, # (N, 3) crop boxes of the face
+                      path, # PNG to write
+                      n:int=6, # frames shown
+                      side:int=192, # side of each lower-face tile
+                      no_face=None, # (N,) frames without a face (not shown)
+                     ) -> Path:
+    "A PNG grid: for `n` frames spread over the dub, the real lower face above the dubbed one (atomically)."
+    import cv2
+    from dfe.io import iter_frames
+    from dfe.core import atomic_output
+    N = len(boxes)
+    ok = np.ones(N, bool) if no_face is None else ~np.asarray(no_face, bool)
+    cand = np.flatnonzero(ok)
+    if not len(cand): raise DfeError(f"{dub}: no frame with a face to show")
+    pick = set(cand[np.linspace(0, len(cand) - 1, min(n, len(cand))).round().astype(int)].tolist())
+    rows = {0: {}, 1: {}}
+    for r, v in enumerate((real_video, dub)):
+        for i, f in enumerate(iter_frames(v, count=max(pick) + 1)):
+            if i in pick:
+                x0, y0, sd = boxes[i]
+                # the lower half of the face box, as a square
+                y0 = y0 + sd*0.4; sd = sd*0.6; x0 = x0 + sd*(1/0.6 - 1)/2
+                M = np.array([[side/sd, 0, -x0*side/sd], [0, side/sd, -y0*side/sd]])
+                rows[r][i] = cv2.warpAffine(f, M, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    order = sorted(pick)
+    grid = np.concatenate([np.concatenate([rows[r][i] for i in order], 1) for r in (0, 1)], 0)
+    with atomic_output(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)): raise DfeError(f"could not write {path}")
+    return Path(path)
+
+def dub_video(video, # the actor's video (any length; a few seconds are enough)
+              audio, # the new speech (any format FFmpeg reads; resampled to 16 kHz mono)
+              out, # the dubbed video to write (.mp4); never one of the inputs
+              settings:DubSettings|None=None, # see `DubSettings`
+              work_dir=None, # cache of the actor's track, crops and adaptation (default `cache_dir()/'dub'/<video sha>`)
+              keep_intermediates:bool=False, # keep this dub's own intermediates (animated track, crops, predicted crops)
+              device=None, # torch device (default: CUDA if available)
+              progress:bool=True, # progress bars
+              contact_sheet:bool=True, # also write OUT.png: real vs dubbed lower face at a few frames
+             ) -> dict: # summary: output, frames, seconds per stage, adaptation validation, ...
+    "Dub `video` with the new speech `audio`: track, adapt the prior, animate from speech, render, post-process, paste back."
+    import shutil, tempfile
+    from dfe.core import cache_dir, get_device, InputFileError
+    from dfe.io import read_audio, probe_video
+    from dfe.tracking import track_video, Track
+    from dfe.dataset import build_clip_dataset, CropSettings, ClipData
+    from dfe.train import load_state, render_clip
+    from dfe.models import RendererConfig
+    from dfe.imitator import load_audio2expr, animate_track, fit_actor_style
+    from dfe.io import NoAudioStreamError
+    s = settings or DubSettings()
+    video, audio, out = check_input_file(video), check_input_file(audio), Path(out)
+    if out.suffix.lower() != '.mp4': raise InputFileError(out, "the dub is written as .mp4: give the output that suffix")
+    if out.exists() and out.resolve() in (video.resolve(), audio.resolve()):
+        raise InputFileError(out, "is an input of this dub; inputs are never overwritten: choose another output")
+    dev = get_device(device)
+    timer = StageTimer()
+    with timer('read speech'):
+        probe_video(video)      # a bad video fails here, before anything is loaded or computed
+        speech = read_audio(audio, sr=16000)
+        if len(speech) < 16000*0.2: raise InputFileError(audio, f"has {len(speech)/16000:.2f} s of audio: too short to dub")
+    with timer('load models'):
+        prior = resolve_prior(s.prior)
+        st = load_state(prior)
+        rc = st['config'] if 'config' in st else st['train']['model']
+        size = int(RendererConfig.from_dict(rc).size)
+        a2e = load_audio2expr(device=dev)
+        del st
+    work = Path(work_dir) if work_dir else cache_dir()/'dub'/_sha16(video)
+    work.mkdir(parents=True, exist_ok=True)
+    with timer('track'):
+        track, tmet = track_video(video, work/'track', device=dev, progress=progress)
+    if (track.failed & 1).all(): raise InputFileError(video, "no face found in any frame: nothing to dub")
+    with timer('crop'):
+        crop_dir, _ = build_clip_dataset(work/'track', work/'crop'/video.stem, CropSettings(size=size), video=video, device=dev, progress=progress)
+    with timer('adapt'):
+        R, actor, ad = _adapt_actor(crop_dir, work, prior, s, rc, dev, progress)
+    with timer('animate'):
+        style = None
+        if s.style:
+            try: style = fit_actor_style(track, a2e)
+            except (NoAudioStreamError, DfeError) as e: print(f"style layer: not fitted ({e}); using the generic audio model")
+        new = animate_track(track, speech, a2e, style=style, device=dev)
+    tmp = Path(tempfile.mkdtemp(prefix=f'dub-{out.stem}-', dir=work))
+    try:
+        with timer('frames'):
+            (tmp/'track').mkdir()
+            new.save(tmp/'track'/'track.npz')
+            base = audio_only_dub(video, speech, tmp/'frames'/f'{video.stem}.mp4', crf=8, progress=progress)
+            dub_dir, _ = build_clip_dataset(tmp/'track', tmp/'crop', CropSettings(size=size), video=base, device=dev, progress=progress)
+            idx = pingpong_indices(len(track), len(new))
+            dub_clip, actor_clip = ClipData(dub_dir), ClipData(crop_dir)
+            mm = np.load(dub_dir/'masks.npy', mmap_mode='r+')
+            union_mouth_masks(mm, actor_clip.masks, idx); mm.flush(); del mm
+            dub_clip = ClipData(dub_dir)
+        with timer('render'):
+            pred = render_clip(R, dub_clip, actor=actor, device=dev, progress=progress)
+        with timer('post-process + write'):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            no_face = ((new.failed & 1) > 0) | np.isnan(new.landmarks).any(axis=(1, 2))
+            pst = _paste_video(base, out, pred, dub_clip, no_face, speech, s, progress)
+        if contact_sheet:
+            summary_sheet = dub_contact_sheet(base, out, dub_clip.params['boxes'], out.with_suffix('.png'), no_face=no_face)
+        if keep_intermediates:
+            np.save(tmp/'pred.npy', pred)
+            kept = out.parent/f'{out.stem}.intermediates'
+            if kept.exists(): shutil.rmtree(kept)
+            shutil.move(str(tmp), kept)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+    summary = dict(output=str(out), video=str(video), audio=str(audio), frames=len(new), seconds_out=round(len(speech)/16000, 3),
+                   actor=actor, settings=asdict(s), work_dir=str(work), adaptation=ad,
+                   tracking={k: tmet[k] for k in ('frames', 'landmark_nme', 'failed_frames') if k in tmet},
+                   style_layer=style is not None, **pst, contact_sheet=str(summary_sheet) if contact_sheet else None, stage_seconds={k: round(v, 2) for k, v in timer.seconds.items()})
+    return summary
+
+# %% ../nbs/70_dub.ipynb #c023
+def _print_dub_summary(r:dict):
+    print("\nstages:")
+    for k, v in r['stage_seconds'].items(): print(f"  {k:<22} {v:8.1f} s")
+    print(f"  {'total':<22} {sum(r['stage_seconds'].values()):8.1f} s")
+    v = (r.get('adaptation') or {}).get('val') or {}
+    if v: print(f"adaptation: validation PSNR {v.get('psnr')} dB (mouth {v.get('psnr_mouth')} dB) after {v.get('iter')} iterations")
+    print(f"{r['frames']} frames ({r['seconds_out']} s), {r['passed_through']} without a face passed through")
+    print(f"output: {r['output']}" + (f"\ncontact sheet: {r['contact_sheet']}" if r.get('contact_sheet') else ''))
+
+def dub_cmd(video:str, # the actor's video
+            audio:str, # the new speech
+            out:str='', # the dub (.mp4; default: outputs/dub/VIDEO_AUDIO.mp4)
+            prior:str='', # renderer prior (default: the shipped `prior_cpu`)
+            iters:int=600, # adaptation iterations
+            texture_only:bool=False, # adapt only the neural texture
+            frames:int=0, # the actor's frames to adapt on (0: all)
+            mix:str='auto', # mixed training with the prior's actors: on, off, auto
+            style:bool=True, # the actor's style layer on the audio model
+            postprocess:bool=True, # keep the real background where both segmentations say background
+            paste:str='mask', # paste region: mask (the lower face) or box (the whole crop)
+            colour_match:bool=True, # colour matching at the seam
+            watermark:bool=True, # invisible watermark
+            crf:int=18, # x264 quality
+            work_dir:str='', # cache of the actor (default: the dfe cache)
+            keep_intermediates:bool=False, # keep the animated track, crops and predicted crops beside the output
+            device:str='', # cpu or cuda (default: CUDA if available)
+            progress:bool=True, # progress bars
+           ) -> int:
+    "Dub VIDEO with the speech AUDIO; write the mp4, a contact sheet and a summary JSON beside it."
+    out = Path(out) if out else outputs_dir()/'dub'/f"{Path(video).stem}_{Path(audio).stem}.mp4"
+    s = DubSettings(prior=prior, iters=iters, texture_only=texture_only, frames=frames, mix=mix, style=style, postprocess=postprocess,
+                    paste=paste, colour_match=colour_match, watermark=watermark, crf=crf)
+    r = dub_video(video, audio, out, s, work_dir=work_dir or None, keep_intermediates=keep_intermediates,
+                  device=device or None, progress=progress)
+    atomic_write_json(out.with_suffix('.json'), r)
+    _print_dub_summary(r)
+    return 0
+
+# %% ../nbs/70_dub.ipynb #c025
 def write_mesh_overlay_video(track, # `dfe.tracking.Track`
                              video, # the tracked video
                              path, # output mp4
@@ -39,52 +322,41 @@ def write_mesh_overlay_video(track, # `dfe.tracking.Track`
             w.write(render_overlay(track, i, fr, model, alpha=0.5, max_side=max_side))
     return Path(path)
 
-def audio_only_dub(video, # the actor's video
-                   speech, # (n,) float32 mono speech at `sr`
-                   path, # output mp4
-                   sr:int=16000, # sample rate of `speech`
-                   progress:bool=True):
-    "The real frames, ping-ponged to the speech's length at 25 fps, with the new speech (atomically)."
-    from dfe.io import probe_video, iter_frames, VideoWriter
-    n_out = int(round(len(speech)/sr*25))
-    if n_out == 0: raise DfeError(f"{path}: the speech is shorter than one video frame")
-    info = probe_video(video)
-    idx = pingpong_indices(info.n_frames, n_out)
-    need = int(idx.max()) + 1
-    # frames are needed again when playing backwards: keep the ones used (a short clip's worth)
-    frames = [f for f in tqdm(iter_frames(video, count=need), total=need, desc='decode', unit='frame', disable=not progress)]
-    with VideoWriter(path, fps=25, audio=speech, sample_rate=sr) as w:
-        for i in tqdm(idx, desc='audio-only dub', unit='frame', disable=not progress): w.write(frames[i])
-    return Path(path)
-
 def main_job(video:str='', # video of the actor (default: the bundled default clip)
              audio:str='', # new speech (default: the bundled default speech file)
              out_dir:str='', # output folder (default: outputs/main)
+             iters:int=600, # adaptation iterations of the renderer
              device:str=''): # torch device (default: CUDA if available)
-    "Run every pipeline stage that exists on a video and new speech; write results and a summary to `out_dir`."
+    "The README's main job: dub a video with new speech (default: the bundled clip and German speech); outputs and a summary in `out_dir`."
     from dfe.io import read_audio
-    from dfe.tracking import track_video, contact_sheet
+    from dfe.tracking import Track, contact_sheet
+    import shutil
     video = check_input_file(video or data_dir()/DEFAULT_CLIP)
     audio = check_input_file(audio or data_dir()/DEFAULT_AUDIO)
     out = Path(out_dir) if out_dir else outputs_dir()/'main'
     out.mkdir(parents=True, exist_ok=True)
     timer, results = StageTimer(), {}
     print(f"dfe main job\n  video: {video}\n  audio: {audio}\n  out:   {out}")
-    with timer('read speech'):
-        speech = read_audio(audio, sr=16000)
-    with timer('track'):
-        track, met = track_video(video, out/'track', device=device or None)
+    with timer('visual dub'):
+        r = dub_video(video, audio, out/'dub.mp4', DubSettings(iters=iters), device=device or None)
+        atomic_write_json(out/'dub.json', r)
+        results.update(dub=r['output'], dub_contact_sheet=r['contact_sheet'])
+    with timer('audio-only dub'):
+        results['audio_only_dub'] = str(audio_only_dub(video, read_audio(audio, sr=16000), out/'audio_only_dub.mp4'))
+    with timer('track record'):
+        td = Path(r['work_dir'])/'track'
+        (out/'track').mkdir(exist_ok=True)
+        for f in ('track.npz', 'metrics.json'): shutil.copyfile(td/f, out/'track'/f)
+        track = Track.load(td/'track.npz')
         results['track'] = str(out/'track'/'track.npz')
         results['contact_sheet'] = str(contact_sheet(track, video, out/'track'/'contact_sheet.png'))
-    with timer('mesh overlay video'):
         results['mesh_overlay'] = str(write_mesh_overlay_video(track, video, out/'track'/'mesh_overlay.mp4'))
-    with timer('audio-only dub'):
-        results['audio_only_dub'] = str(audio_only_dub(video, speech, out/'audio_only_dub.mp4'))
-    summary = dict(video=str(video), audio=str(audio), seconds_out=round(len(speech)/16000, 3),
-                   tracking={k: met[k] for k in ('frames', 'landmark_nme', 'photometric_l1', 'jitter', 'failed_frames', 'frames_per_second')},
-                   stage_seconds={k: round(v, 2) for k, v in timer.seconds.items()}, outputs=results)
+    stages = {f"dub: {k}": v for k, v in r['stage_seconds'].items()} | {k: round(v, 2) for k, v in timer.seconds.items() if k != 'visual dub'}
+    summary = dict(video=str(video), audio=str(audio), seconds_out=r['seconds_out'], frames=r['frames'],
+                   tracking=r['tracking'], adaptation=r['adaptation'], stage_seconds=stages,
+                   total_seconds=round(sum(timer.seconds.values()), 2), outputs=results)
     atomic_write_json(out/'summary.json', summary)
-    print("\nstages:\n" + timer.summary())
-    print("tracking: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary['tracking'].items()))
+    _print_dub_summary(r)
+    print("\nmain job stages:\n" + timer.summary())
     print("outputs:\n" + "\n".join(f"  {k}: {v}" for k, v in results.items()))
     return 0

@@ -22,9 +22,10 @@ from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer,
 # %% auto #0
 __all__ = ['RESUMABLE_CHANGES', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS', 'TrainConfig', 'default_loss_weights',
            'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler', 'dist_info', 'setup_distributed',
-           'load_state', 'renderer_state', 'save_renderer', 'renderer_from_state', 'load_renderer', 'psnr', 'validate',
-           'plot_log', 'LivePlot', 'read_log', 'fit', 'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders',
-           'train_prior', 'adapt', 'train_baseline', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
+           'load_state', 'renderer_state', 'save_renderer', 'renderer_from_state', 'load_renderer', 'export_prior_cmd',
+           'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'fit', 'ranks_in_sync', 'train_step', 'render_clip',
+           'find_clip_folders', 'train_prior', 'adapt', 'train_baseline', 'train_prior_cmd', 'adapt_cmd',
+           'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 @dataclass
@@ -267,7 +268,22 @@ def load_renderer(path, # `renderer.pt`, a training checkpoint, or a run folder
     if p.is_dir(): p = p/'renderer.pt' if (p/'renderer.pt').exists() else p/'ckpt'/'last.pt'
     return renderer_from_state(load_state(p), device)
 
-# %% ../nbs/31_train.ipynb #c022
+# %% ../nbs/31_train.ipynb #c021
+def export_prior_cmd(run:str='', # prior run folder or checkpoint (default: outputs/train/prior-cpu)
+                     out:str='', # renderer file to write (default: dfe/weights/prior_cpu.pt in the checkout)
+                    ) -> int:
+    "Write a prior's generator (no actor textures, float16) as a renderer file; print its iteration, size and sha256."
+    from dfe.core import repo_root, sha256_file
+    src = Path(run) if run else outputs_dir()/'train'/'prior-cpu'
+    st = _prior_state(src, 'cpu')
+    r = renderer_from_state(st)
+    it = int(st.get('iter', st.get('meta', {}).get('iter', -1)))
+    dst = Path(out) if out else repo_root()/'dfe'/'weights'/'prior_cpu.pt'
+    save_renderer(dst, r, actors=[], kind='prior', iter=it, actors_trained=sorted(st['textures']), source=str(src))
+    print(f"{dst}: prior at iteration {it}, {dst.stat().st_size:,} bytes, sha256 {sha256_file(dst)}")
+    return 0
+
+# %% ../nbs/31_train.ipynb #c024
 def psnr(pred:torch.Tensor, # (..., 3, H, W) in [0, 1]
          target:torch.Tensor, # same shape
          mask:torch.Tensor|None=None, # (..., H, W) pixels to include (default all)
@@ -305,7 +321,7 @@ def validate(renderer:DeferredRenderer, # the renderer (not DDP-wrapped)
     renderer.train(was)
     return dict(psnr=float(torch.cat(ps).mean()), psnr_mouth=float(torch.cat(pm).mean()), l1=float(torch.cat(l1).mean()))
 
-# %% ../nbs/31_train.ipynb #c025
+# %% ../nbs/31_train.ipynb #c027
 def plot_log(records, # log records (`read_log`) or a run folder
              title:str=''):
     "Training losses (log scale) and validation PSNR against the iteration."
@@ -337,7 +353,7 @@ class LivePlot:
         if self.handle is None: self.handle = display(fig, display_id=True)
         else: self.handle.update(fig)
 
-# %% ../nbs/31_train.ipynb #c027
+# %% ../nbs/31_train.ipynb #c029
 def _clip_list(clips) -> list:
     return [c if isinstance(c, ClipData) else ClipData(c) for c in clips]
 
@@ -594,7 +610,7 @@ def _save_checkpoint(path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_c
     path.parent.mkdir(parents=True, exist_ok=True)
     _torch_save(st, path)
 
-# %% ../nbs/31_train.ipynb #c034
+# %% ../nbs/31_train.ipynb #c036
 @torch.no_grad()
 def render_clip(renderer:DeferredRenderer, # a trained renderer
                 clip, # a clip folder, `ClipData` or `ClipSlice`
@@ -633,7 +649,7 @@ def render_clip(renderer:DeferredRenderer, # a trained renderer
     renderer.train(was)
     return out
 
-# %% ../nbs/31_train.ipynb #c037
+# %% ../nbs/31_train.ipynb #c039
 def find_clip_folders(path, # a clip folder, or a folder of clip folders
                      ) -> list:
     "The finished clip folders at `path` (itself, or its sub-folders), sorted; `InputFileError` if none."
@@ -717,7 +733,7 @@ def train_baseline(clips, # clip folders of the actor
     train, val = _actor_clips(clips, frames, val_frames)
     return fit(out, train, cfg, kind='baseline', val_clips=val, **kw)
 
-# %% ../nbs/31_train.ipynb #c041
+# %% ../nbs/31_train.ipynb #c043
 def _print_summary(res:dict):
     if dist_info()[0] != 0: return
     t, v = res.get('train') or {}, res.get('val') or {}
