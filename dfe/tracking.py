@@ -16,20 +16,21 @@ from .core import (DfeError, InputFileError, cache_dir, atomic_save_npz, atomic_
                       sha256_file, get_device, StageTimer)
 from .io import probe_video, iter_frames
 from .facemodel import (load_face_model, FaceModel, mediapipe_to_ict_expression, pose_from_mediapipe_matrix,
-                           barycentric_points, mediapipe_region_labels, MEDIAPIPE_REGIONS)
+                           barycentric_points, mediapipe_region_labels, MEDIAPIPE_REGIONS, ICT_EXPRESSION_NAMES)
 from .render import (rasterize, interpolate, sample_texture, vertex_normals, sh_shading, ambient_sh_coeffs,
                         camera_to_screen, project_points)
 from .landmarks import (detect_landmarks, fill_invalid, LandmarkTrack, interocular_distance, landmarks68_from_mediapipe,
                            mediapipe_focal_px)
 
 # %% auto #0
-__all__ = ['TRACKER_VERSION', 'N_TILES', 'TRACK_FORMAT', 'FAILED_NO_FACE', 'FAILED_FIT', 'TrackSettings', 'landmark_weights',
-           'LandmarkModel', 'landmark_loss', 'fit_landmarks', 'crop_boxes', 'crop_frame', 'crop_camera', 'atlas_uv',
-           'render_albedo', 'photometric_l1', 'Track', 'track_cache_dir', 'track_video', 'tracking_metrics',
-           'render_overlay', 'contact_sheet', 'track_cmd', 'track_corpus']
+__all__ = ['TRACKER_VERSION', 'LIP_SHAPES', 'N_TILES', 'TRACK_FORMAT', 'FAILED_NO_FACE', 'FAILED_FIT', 'TrackSettings',
+           'landmark_weights', 'expression_prior_weights', 'expression_prior', 'project_expression', 'LandmarkModel',
+           'landmark_loss', 'fit_landmarks', 'crop_boxes', 'crop_frame', 'crop_camera', 'atlas_uv', 'render_albedo',
+           'photometric_l1', 'Track', 'track_cache_dir', 'track_video', 'inner_lip_gap', 'jaw_gap_correlation',
+           'tracking_metrics', 'render_overlay', 'contact_sheet', 'track_cmd', 'track_corpus']
 
 # %% ../nbs/13_tracking.ipynb #c006
-TRACKER_VERSION = 2
+TRACKER_VERSION = 3   # 3: mouthClose ≤ jawOpen and per-coefficient expression priors (the jaw carries the lip gap)
 
 @dataclass
 class TrackSettings:
@@ -51,6 +52,9 @@ class TrackSettings:
     w_photo:float = 1.0             # weight of the photometric L1 term (colours in [0, 1])
     w_identity:float = 1e-4         # L2 regulariser of the identity coefficients (unit = 1 std)
     w_expression:float = 1e-3       # L2 regulariser of the expression weights
+    w_mouth_close:float = 1.0       # L2 regulariser of mouthClose (instead of `w_expression`): lips close by the jaw closing, not by mouthClose
+    w_lip_shapes:float = 0.03       # L2 regulariser of the shapes that open or close the lips without the jaw (`LIP_SHAPES`)
+    close_within_jaw:bool = True    # keep mouthClose ≤ jawOpen (ARKit: mouthClose closes the lips against an open jaw)
     w_smooth:float = 0.5            # temporal smoothness (squared first differences) of expression
     w_smooth_pose:float = 100.0     # temporal smoothness of rotation (rad) and translation (/10 cm)
     w_sh:float = 1.0                # stage 3: per-frame lighting tied to the actor's lighting
@@ -76,6 +80,39 @@ def landmark_weights(model:FaceModel) -> torch.Tensor:
     return torch.as_tensor(w/w[w > 0].mean())
 
 # %% ../nbs/13_tracking.ipynb #c011
+LIP_SHAPES = ('mouthFunnel', 'mouthLowerDown_L', 'mouthLowerDown_R', 'mouthPress_L', 'mouthPress_R', 'mouthRollLower',
+              'mouthRollUpper', 'mouthShrugLower', 'mouthShrugUpper', 'mouthUpperUp_L', 'mouthUpperUp_R')
+
+def expression_prior_weights(model:FaceModel, # the fitted model (its `expression_names`)
+                             s:TrackSettings, # `w_expression`, `w_mouth_close`, `w_lip_shapes`
+                            ) -> torch.Tensor: # (E,) on the model's device
+    "L2 weight of each expression coefficient in the fit."
+    names = model.expression_names
+    w = torch.full((len(names),), s.w_expression, device=model.neutral.device)
+    for i, n in enumerate(names):
+        if n == 'mouthClose': w[i] = s.w_mouth_close
+        elif n in LIP_SHAPES: w[i] = s.w_lip_shapes
+    return w
+
+def expression_prior(expression, # (B, E) weights
+                     weights, # (E,) `expression_prior_weights`
+                    ) -> torch.Tensor:
+    "Weighted squared norm of the expression, averaged over frames."
+    return ((expression**2)*weights).sum(-1).mean()
+
+def project_expression(expression:torch.Tensor, # (B, E) weights, modified in place
+                       model:FaceModel, # for the names
+                       close_within_jaw:bool=True, # also clip mouthClose to ≤ jawOpen
+                      ) -> torch.Tensor:
+    "Clamp weights to [0, 1] and (optionally) `mouthClose` to ≤ `jawOpen`, in place (no gradient)."
+    with torch.no_grad():
+        expression.clamp_(0, 1)
+        if close_within_jaw and 'mouthClose' in model.expression_names and 'jawOpen' in model.expression_names:
+            c, j = model.expression_index('mouthClose'), model.expression_index('jawOpen')
+            expression[:, c] = torch.minimum(expression[:, c], expression[:, j])
+    return expression
+
+# %% ../nbs/13_tracking.ipynb #c014
 @dataclass
 class LandmarkModel:
     "The 478 MediaPipe landmarks of a `FaceModel` as a linear model in its coefficients (model space, cm)."
@@ -96,7 +133,7 @@ class LandmarkModel:
         x = self.neutral + torch.einsum('bk,klc->blc', identity, self.identity[:k]) + torch.einsum('be,elc->blc', expression, self.expression)
         return x.expand(expression.shape[0], -1, -1) if x.shape[0] == 1 else x
 
-# %% ../nbs/13_tracking.ipynb #c013
+# %% ../nbs/13_tracking.ipynb #c016
 def _smooth(x:torch.Tensor, anchor:torch.Tensor|None=None) -> torch.Tensor:
     "Mean squared first difference along dim 0 (consecutive frames), including `anchor` before the first."
     if anchor is not None: x = torch.cat([anchor[None], x])
@@ -132,21 +169,23 @@ def fit_landmarks(lmodel:LandmarkModel, # the landmark model
     w = landmark_weights(model).to(target.device)
     iod = torch.as_tensor(np.nan_to_num(interocular_distance(target.cpu().numpy()), nan=1.0), dtype=target.dtype, device=target.device).clamp(min=1)
     p = {k: v.detach().clone().requires_grad_(k in fit) for k, v in params.items()}
+    wexp = expression_prior_weights(model, s).to(target.device)
+    project_expression(p['expression'], model, s.close_within_jaw)
     opt = torch.optim.Adam([{'params': [p[k]], 'lr': s.lr*(0.1 if k == 'log_focal' else 1.0)} for k in fit])
     for it in range(iters):
         opt.zero_grad()
         X = model.pose_vertices(lmodel(p['identity'], p['expression']), p['rotation'], p['translation'])
         uv = project_points(X, f0*p['log_focal'].exp(), principal.expand(len(X), -1))
         loss = s.w_landmark*landmark_loss(uv, target, w, iod, valid)
-        reg = s.w_identity*(p['identity']**2).sum() + s.w_expression*(p['expression']**2).sum(-1).mean() + 0.01*p['log_focal']**2
+        reg = s.w_identity*(p['identity']**2).sum() + expression_prior(p['expression'], wexp) + 0.01*p['log_focal']**2
         if consecutive:
             reg = reg + s.w_smooth*_smooth(p['expression']) + s.w_smooth_pose*(_smooth(p['rotation']) + _smooth(p['translation']/10))
         (loss + reg).backward()
         opt.step()
-        with torch.no_grad(): p['expression'].clamp_(0, 1)
+        project_expression(p['expression'], model, s.close_within_jaw)
     return {k: v.detach() for k, v in p.items()}, float(loss.detach())
 
-# %% ../nbs/13_tracking.ipynb #c015
+# %% ../nbs/13_tracking.ipynb #c018
 def crop_boxes(points2d, # (B, P, 2) landmarks (px)
                scale:float=1.6, # crop side / landmark box side
               ) -> np.ndarray: # (B, 3): x0, y0, side (px, pixel-edge coordinates)
@@ -187,7 +226,7 @@ def crop_camera(focal:torch.Tensor, # () focal length in frame pixels
     pr = torch.as_tensor(np.asarray(principal), dtype=focal.dtype, device=focal.device)
     return focal*s, (pr[None] - b[:, :2])*s[:, None]
 
-# %% ../nbs/13_tracking.ipynb #c018
+# %% ../nbs/13_tracking.ipynb #c021
 N_TILES = 4
 
 def atlas_uv(model:FaceModel) -> torch.Tensor:
@@ -220,7 +259,7 @@ def photometric_l1(img, # (B, 3, H, W) rendered
     m = mask.to(img.dtype)
     return ((img - target).abs().mean(1)*m).sum((1, 2))/m.sum((1, 2)).clamp(min=1)
 
-# %% ../nbs/13_tracking.ipynb #c020
+# %% ../nbs/13_tracking.ipynb #c023
 TRACK_FORMAT = 'dfe.track/1'
 FAILED_NO_FACE, FAILED_FIT = 1, 2   # bits of `Track.failed`
 
@@ -228,7 +267,7 @@ FAILED_NO_FACE, FAILED_FIT = 1, 2   # bits of `Track.failed`
 class Track:
     "Tracked face model parameters of every frame of a clip (at `fps`)."
     identity:np.ndarray       # (K,) identity coefficients
-    expression:np.ndarray     # (N, 53) ARKit expression weights in [0, 1]
+    expression:np.ndarray     # (N, 53) ARKit expression weights in [0, 1] (tracker ≥ 3: mouthClose ≤ jawOpen)
     rotation:np.ndarray       # (N, 3) axis-angle (0 = frontal), OpenCV camera
     translation:np.ndarray    # (N, 3) cm
     sh:np.ndarray             # (N, 9, 3) per-frame SH lighting
@@ -283,7 +322,7 @@ class Track:
         "The `meta` dict stored in a track file."
         with np.load(path, allow_pickle=False) as z: return json.loads(str(z['meta']))
 
-# %% ../nbs/13_tracking.ipynb #c022
+# %% ../nbs/13_tracking.ipynb #c025
 def _pick(valid:np.ndarray, n:int) -> np.ndarray:
     "`n` valid frame indices spread evenly through the clip."
     idx = np.flatnonzero(valid)
@@ -309,7 +348,7 @@ def track_cache_dir(video, settings:TrackSettings, root=None) -> Path:
     "Cache folder of a video's track for these settings (under `root`, default `cache_dir()/'tracks'`)."
     return Path(root or cache_dir()/'tracks')/f"{sha256_file(video)[:16]}-{settings.key()}"
 
-# %% ../nbs/13_tracking.ipynb #c023
+# %% ../nbs/13_tracking.ipynb #c026
 def _initial_params(lt:LandmarkTrack, model:FaceModel, s:TrackSettings, dev) -> dict:
     "Per-frame pose and expression from MediaPipe's head pose and blendshape scores (held over invalid frames)."
     N, (H, W) = len(lt), lt.image_size
@@ -426,7 +465,7 @@ def _write_outputs(out_dir, tr:Track, met:dict, s:TrackSettings):
     tr.save(out/'track.npz', meta=dict(settings=asdict(s), tracker_version=TRACKER_VERSION, torch=torch.__version__, metrics=met))
     atomic_write_json(out/'metrics.json', met)
 
-# %% ../nbs/13_tracking.ipynb #c024
+# %% ../nbs/13_tracking.ipynb #c027
 def _crops(frames, boxes, size, dev) -> tuple:
     "Crops (B, 3, size, size) float and their validity masks (B, size, size) on `dev`."
     cs = [crop_frame(f, b, size) for f, b in zip(frames, boxes)]
@@ -453,7 +492,7 @@ def _fit_appearance(video, lmodel, model, p, target, valid, focal, principal, uv
     sh = ambient_sh_coeffs(1, device=dev).requires_grad_(True)
     q = {k: v[idx].clone().requires_grad_(True) for k in ('expression', 'rotation', 'translation') for v in [p[k]]}
     q['identity'] = p['identity']
-    w = landmark_weights(model).to(dev)
+    w, wexp = landmark_weights(model).to(dev), expression_prior_weights(model, s).to(dev)
     iod = torch.as_tensor(np.nan_to_num(interocular_distance(target[idx].cpu().numpy()), nan=1.), device=dev).clamp(min=1)
     opt = torch.optim.Adam([{'params': [texture], 'lr': 0.03}, {'params': [sh], 'lr': 0.01},
                             {'params': [q['expression'], q['rotation'], q['translation']], 'lr': s.lr*0.25}])
@@ -461,15 +500,16 @@ def _fit_appearance(video, lmodel, model, p, target, valid, focal, principal, uv
         opt.zero_grad()
         photo, lm = _photo_step(model, lmodel, q, texture, sh.expand(len(idx), -1, -1), focal, principal, boxes, crops, cvalid, uv_corners, s.crop)
         loss = (s.w_photo*photo.mean() + s.w_landmark*landmark_loss(lm, target[idx], w, iod, valid[idx])
-                + s.w_expression*(q['expression']**2).sum(-1).mean())
+                + expression_prior(q['expression'], wexp))
         loss.backward(); opt.step()
-        with torch.no_grad(): q['expression'].clamp_(0, 1); texture.clamp_(0, 1)
+        project_expression(q['expression'], model, s.close_within_jaw)
+        with torch.no_grad(): texture.clamp_(0, 1)
     return texture.detach(), sh.detach()
 
 def _fit_frames(video, N, cache, lmodel, model, p, target, valid, focal, principal, texture, sh_actor, uv_corners, s, dev, progress, use_cache):
     "Stage 3: expression, pose and lighting of every frame, chunk by chunk, each tied to the previous chunk's last frame."
     from tqdm.auto import tqdm
-    w = landmark_weights(model).to(dev)
+    w, wexp = landmark_weights(model).to(dev), expression_prior_weights(model, s).to(dev)
     iod_all = torch.as_tensor(np.nan_to_num(interocular_distance(target.cpu().numpy()), nan=1.), device=dev).clamp(min=1)
     starts = list(range(0, N, s.chunk))
     done = [use_cache and cache.has(f'chunk{c:05d}.npz') for c in starts]
@@ -500,11 +540,11 @@ def _fit_frames(video, N, cache, lmodel, model, p, target, valid, focal, princip
             photo, lm = _photo_step(model, lmodel, q, texture, sh, focal, principal, boxes, crops, cvalid, uv_corners, s.crop)
             a = anchor or {}
             loss = (s.w_photo*photo.mean() + s.w_landmark*landmark_loss(lm, target[sl], w, iod_all[sl], valid[sl])
-                    + s.w_expression*(q['expression']**2).sum(-1).mean() + s.w_sh*((sh - sh_actor)**2).sum((1, 2)).mean()
+                    + expression_prior(q['expression'], wexp) + s.w_sh*((sh - sh_actor)**2).sum((1, 2)).mean()
                     + s.w_smooth*_smooth(q['expression'], a.get('expression'))
                     + s.w_smooth_pose*(_smooth(q['rotation'], a.get('rotation')) + _smooth(q['translation']/10, None if not a else a['translation']/10)))
             loss.backward(); opt.step()
-            with torch.no_grad(): q['expression'].clamp_(0, 1)
+            project_expression(q['expression'], model, s.close_within_jaw)
             l = float(loss.detach())
             if prev is not None and prev - l < 1e-3*abs(prev): break
             prev = l
@@ -518,7 +558,54 @@ def _fit_frames(video, N, cache, lmodel, model, p, target, valid, focal, princip
     bar.close()
     return {k: np.concatenate([r[k] for r in res]) for k in ('expression', 'rotation', 'translation', 'sh', 'photo_l1')}
 
-# %% ../nbs/13_tracking.ipynb #c026
+# %% ../nbs/13_tracking.ipynb #c029
+def inner_lip_gap(points, # (..., 478, ≥2) MediaPipe landmarks (detected or fitted), px
+           ) -> np.ndarray: # (...,) inter-ocular units
+    "Distance between the inner-lip centre points (MediaPipe 13 and 14) over the inter-ocular distance."
+    p = np.asarray(points)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.linalg.norm(p[..., 13, :2] - p[..., 14, :2], axis=-1)/interocular_distance(p)
+
+def _corr(a, b) -> float:
+    "Pearson r over entries finite in both; NaN if fewer than 3 or one is constant."
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0: return float('nan')
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+def _fitted_points(track, model:FaceModel, batch:int=256) -> np.ndarray:
+    "(N, 478, 2) fitted MediaPipe landmarks of every frame of `track`, px."
+    lm, dev = LandmarkModel.from_face_model(model), model.neutral.device
+    focal, principal = torch.tensor(float(track.focal), device=dev), torch.tensor([track.principal], dtype=torch.float32, device=dev)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(track), batch):
+            p = track.params(slice(i, i + batch), device=dev); p['identity'] = p['identity'][:1]
+            out.append(_project(lm, model, p, focal, principal).cpu().numpy())
+    return np.concatenate(out)
+
+def jaw_gap_correlation(track, # a `Track` (or anything with `expression`, `landmarks`, `params`, `focal`, `principal`, `failed`)
+                        model:FaceModel|None=None, # its model (loaded from the track's parts if None)
+                        carriers:int=4, # also list this many mouth coefficients that move the lip gap most
+                       ) -> dict:
+    "How the fit opens the mouth: r(jawOpen, detected lip gap), r(jawOpen, fitted gap), r(fitted gap, detected gap), and the main carriers of the gap."
+    model = model or load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu')
+    ok = np.asarray(track.failed) == 0
+    det, fit = inner_lip_gap(track.landmarks), inner_lip_gap(_fitted_points(track, model))
+    det, fit = np.where(ok, det, np.nan), np.where(ok, fit, np.nan)
+    e = np.asarray(track.expression, np.float64)
+    names = model.expression_names
+    j, c = names.index('jawOpen'), names.index('mouthClose')
+    # each coefficient's share of the inner-lip opening (model space, mm): weight × its opening at weight 1
+    d = LandmarkModel.from_face_model(model).expression[:, [13, 14], 1].cpu().numpy()
+    opening = e*10*(d[:, 0] - d[:, 1])[None]
+    mouth = [i for i, n in enumerate(names) if n.startswith(('jaw', 'mouth'))]
+    score = {i: abs(np.nan_to_num(_corr(opening[:, i], det)))*np.nanstd(opening[ok, i]) for i in mouth}
+    top = sorted(mouth, key=lambda i: -score[i])[:carriers]
+    return dict(jaw_detected=_corr(e[:, j], det), jaw_fitted=_corr(e[:, j], fit), fitted_detected=_corr(fit, det),
+                close_detected=_corr(e[:, c], det), close_above_jaw=float(np.mean(e[ok, c] > e[ok, j] + 1e-3)) if ok.any() else float('nan'),
+                carriers=[dict(name=names[i], r_detected=_corr(e[:, i], det), opening_sd_mm=float(np.nanstd(opening[ok, i]))) for i in top])
+
 def tracking_metrics(pred2d, # (N, 478, 2) fitted landmarks projected (px)
                      lt:LandmarkTrack, # the detected landmarks
                      model:FaceModel, # the fitted model
@@ -526,7 +613,7 @@ def tracking_metrics(pred2d, # (N, 478, 2) fitted landmarks projected (px)
                      focal, principal, # camera
                      photo_l1, # (N,) per-frame photometric L1
                     ) -> dict:
-    "Landmark error, photometric error and jitter of a fit (see above); `_per_frame_nme` for flags."
+    "Landmark error, photometric error, jitter and lip-gap correlations of a fit (see above); `_per_frame_nme` for flags."
     det = lt.points[..., :2]
     iod = interocular_distance(det)
     e68 = np.linalg.norm(landmarks68_from_mediapipe(pred2d) - landmarks68_from_mediapipe(det), axis=-1).mean(-1)/iod
@@ -544,11 +631,14 @@ def tracking_metrics(pred2d, # (N, 478, 2) fitted landmarks projected (px)
             pts.append(project_points(v, focal, principal.expand(len(v), -1)).cpu().numpy())
         pts = np.concatenate(pts)
     jit = float(np.linalg.norm(pts[:-2] - 2*pts[1:-1] + pts[2:], axis=-1).mean()) if len(pts) > 2 else float('nan')
+    gd, gf = np.where(ok, inner_lip_gap(det), np.nan), np.where(ok, inner_lip_gap(pred2d), np.nan)
+    jaw = params['expression'][:, model.expression_index('jawOpen')].cpu().numpy()
     return dict(landmark_nme=float(np.mean(e68[ok])) if ok.any() else float('nan'),
                 landmark_nme_478=float(np.mean(e478[ok])) if ok.any() else float('nan'),
-                photometric_l1=float(np.nanmean(photo_l1)), jitter=jit, _per_frame_nme=np.where(ok, e68, 0.))
+                photometric_l1=float(np.nanmean(photo_l1)), jitter=jit, jaw_gap_r=_corr(jaw, gd), fitted_gap_r=_corr(gf, gd),
+                _per_frame_nme=np.where(ok, e68, 0.))
 
-# %% ../nbs/13_tracking.ipynb #c028
+# %% ../nbs/13_tracking.ipynb #c031
 def render_overlay(track:Track, # a fit
                    frame_idx:int, # which frame
                    frame, # (H, W, 3) uint8 that frame
@@ -618,7 +708,7 @@ def contact_sheet(track:Track, # a fit
     with atomic_output(path) as tmp: cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     return path
 
-# %% ../nbs/13_tracking.ipynb #c030
+# %% ../nbs/13_tracking.ipynb #c033
 def track_cmd(video:str, # the video to track
               out:str='', # output folder (default: outputs/track/<video name>)
               crop:int=TrackSettings.crop, # photometric fitting resolution (pixels)
@@ -635,7 +725,7 @@ def track_cmd(video:str, # the video to track
     print(json.dumps(met, indent=1))
     return 0
 
-# %% ../nbs/13_tracking.ipynb #c034
+# %% ../nbs/13_tracking.ipynb #c039
 def track_corpus(clips:list=None, # clip ids (default: every clip in the manifest)
                  out:str='', # output folder (default: outputs/tracking)
                  device:str='', # torch device
@@ -653,8 +743,8 @@ def track_corpus(clips:list=None, # clip ids (default: every clip in the manifes
         try:
             tr, met = track_video(r.path, out/r.id, device=device or None)
             if sheets: contact_sheet(tr, r.path, out/r.id/'contact_sheet.png')
-            rows.append(dict(clip=r.id, identity=r.identity, size=f"{r.width}x{r.height}", **{k: met[k] for k in
-                        ('frames', 'landmark_nme', 'landmark_nme_478', 'photometric_l1', 'jitter', 'failed_frames', 'no_face_frames', 'seconds', 'frames_per_second')}))
+            rows.append(dict(clip=r.id, identity=r.identity, size=f"{r.width}x{r.height}", **{k: met.get(k) for k in
+                        ('frames', 'landmark_nme', 'landmark_nme_478', 'photometric_l1', 'jitter', 'jaw_gap_r', 'fitted_gap_r', 'failed_frames', 'no_face_frames', 'seconds', 'frames_per_second')}))
         except DfeError as e:
             print(f"   failed: {e}", flush=True); rows.append(dict(clip=r.id, identity=r.identity, error=str(e)))
         _write_summary(out, rows)
@@ -665,11 +755,13 @@ def _write_summary(out:Path, rows:list):
     nme = np.array([r['landmark_nme'] for r in ok])
     summ = dict(clips=len(rows), tracked=len(ok), median_landmark_nme=float(np.median(nme)) if len(nme) else None,
                 max_landmark_nme=float(nme.max()) if len(nme) else None,
+                mean_jaw_gap_r=float(np.nanmean([r.get('jaw_gap_r') if r.get('jaw_gap_r') is not None else np.nan for r in ok])) if ok else None,
                 frames=int(sum(r['frames'] for r in ok)), seconds=float(sum(r['seconds'] for r in ok)), rows=rows)
     atomic_write_json(out/'summary.json', summ)
-    cols = ['clip', 'size', 'frames', 'landmark_nme', 'landmark_nme_478', 'photometric_l1', 'jitter', 'no_face_frames', 'failed_frames', 'frames_per_second']
+    cols = ['clip', 'size', 'frames', 'landmark_nme', 'landmark_nme_478', 'photometric_l1', 'jitter', 'jaw_gap_r', 'fitted_gap_r', 'no_face_frames', 'failed_frames', 'frames_per_second']
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|'*len(cols)]
     for r in rows:
         lines.append('| ' + ' | '.join((f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, r.get('error', '')) if c != 'clip' else r['clip'])) for c in cols) + ' |')
-    lines.append(f"\nmedian landmark_nme {summ['median_landmark_nme']}, max {summ['max_landmark_nme']}, {summ['frames']} frames in {summ['seconds']:.0f} s")
+    lines.append(f"\nmedian landmark_nme {summ['median_landmark_nme']}, max {summ['max_landmark_nme']}, mean jaw_gap_r {summ['mean_jaw_gap_r']}, "
+                 f"{summ['frames']} frames in {summ['seconds']:.0f} s")
     atomic_write_text(out/'summary.md', '\n'.join(lines) + '\n')
