@@ -16,13 +16,13 @@ from .facemodel import FaceModel, load_face_model, ICT_EXPRESSION_NAMES
 from .render import project_points
 from .landmarks import interocular_distance, landmarks68_from_mediapipe, draw_landmarks
 from .tracking import (Track, TrackSettings, LandmarkModel, render_overlay, render_albedo, atlas_uv, crop_boxes, crop_frame,
-                          crop_camera, photometric_l1, N_TILES)
+                          crop_camera, photometric_l1, N_TILES, inner_lip_gap)
 
 # %% auto #0
-__all__ = ['MESH_PARTS', 'PART_COLOURS', 'EXPRESSION_SLIDERS', 'MOUTH_COEFFICIENTS', 'FAIL_NME', 'load_track', 'track_model',
-           'fitted_landmarks', 'landmark_errors', 'photometric_residual', 'residual_image', 'frame_panel',
-           'frame_viewer', 'panel_figure', 'vertex_colours', 'mesh_figure', 'expression_explorer', 'audio_envelope',
-           'lagged_correlation', 'lip_gap', 'coefficient_figure', 'pose_angles', 'pose_figure', 'error_figure',
+__all__ = ['MESH_PARTS', 'PART_COLOURS', 'EXPRESSION_SLIDERS', 'lip_gap', 'MOUTH_COEFFICIENTS', 'FAIL_NME', 'load_track',
+           'track_model', 'fitted_landmarks', 'landmark_errors', 'photometric_residual', 'residual_image',
+           'frame_panel', 'frame_viewer', 'panel_figure', 'vertex_colours', 'mesh_figure', 'expression_explorer',
+           'audio_envelope', 'lagged_correlation', 'coefficient_figure', 'pose_angles', 'pose_figure', 'error_figure',
            'write_report']
 
 # %% ../nbs/14_tracking_inspect.ipynb #c008
@@ -368,11 +368,7 @@ def lagged_correlation(a, # (n,) a signal (e.g. jawOpen per frame)
         if not r <= best[0]: best = (r, lag)   # also replaces the initial NaN
     return best
 
-def lip_gap(points, # (..., 478, ≥2) MediaPipe landmarks (detected, or `fitted_landmarks`), px
-           ) -> np.ndarray: # (...,) inter-ocular units
-    "Distance between the inner-lip centre points (MediaPipe 13 and 14) over the inter-ocular distance."
-    p = np.asarray(points)
-    return np.linalg.norm(p[..., 13, :2] - p[..., 14, :2], axis=-1)/interocular_distance(p)
+lip_gap = inner_lip_gap   # (..., 478, ≥2) landmarks -> inner-lip distance in inter-ocular units (`dfe.tracking.inner_lip_gap`)
 
 # %% ../nbs/14_tracking_inspect.ipynb #c035
 MOUTH_COEFFICIENTS = ('jawOpen', 'mouthClose', 'mouthFunnel', 'mouthPucker', 'mouthSmile_L', 'mouthSmile_R')

@@ -41,7 +41,7 @@ def test_dub_48k_stereo(work, tmp_path):
     assert np.corrcoef(got[:k], ref[:k])[0, 1] > 0.9          # the new speech, in sync (AAC round trip)
     assert Path(r['contact_sheet']).exists()
     v = verify_video(out)
-    assert v['tag'] and v['watermark']['detected']
+    assert v['tag_found'] and v['watermark']['detected'] and v['synthetic']
     assert set(r['stage_seconds']) >= {'track', 'crop', 'adapt', 'animate', 'render'}
     assert not list(tmp_path.glob('.*tmp*')) and not list((work/'vox_f').glob('dub-*'))  # no temporaries left
 
