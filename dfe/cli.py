@@ -17,6 +17,7 @@ COMMANDS = {
     ('main',):          ('dfe.dub:main_job',          "the README's main job: dub the bundled default clip with the bundled German speech"),
     ('dub',):           ('dfe.dub:dub_cmd',           "dub a video with new speech: track, adapt the prior, animate, render, post-process, paste back"),
     ('batch',):         ('dfe.batch:batch_cmd',       "run the job notebook once per row of a CSV (process pool or Dask): keep each executed notebook, skip finished jobs, report failures"),
+    ('side-by-side',):  ('dfe.viewer:side_by_side_cmd', "original | dubbed | difference of a dub: side_by_side.mp4 with the dub's audio, strip.png and per-frame difference numbers"),
     ('verify',):        ('dfe.provenance:verify_cmd', "check a video for dfe's synthetic marks (container tags, invisible watermark); exit 0 if marked, 1 if not"),
     ('evaluate',):      ('dfe.evaluate:evaluate_cmd', "score a trained run on its held-out frames: PSNR, SSIM, ST-LPIPS, FID (crop and mouth) in metrics.json"),
     ('evaluate-paper',): ('dfe.evaluate:evaluate_paper_cmd', "the paper's Tables 1, 3, 4 and Figure 7 on held-out actors: train/resume runs, tables and figures in outputs/eval"),
