@@ -111,12 +111,12 @@ register_asset('face_landmarker', 'face_landmarker.task',
     size=3_758_596, licence='Apache-2.0', source='MediaPipe models (storage.googleapis.com/mediapipe-models)',
     description='MediaPipe Face Landmarker v2: face detector, 478 landmarks, 52 blendshape scores, face transform')
 register_asset('audio2expr', 'audio2expr.pt',
-    '01ca0d3bf5d3b8df898a8fb83b3d59f1d750f81788ef07df852d9775a86741af', size=217_907, licence='Apache-2.0',
+    'de44b1705edce75f605961d5513450f964cde914c565c93276a63b2af049e616', size=221_235, licence='Apache-2.0',
     source='trained by dfe (nbs/41_imitator.ipynb, `dfe train-audio`) on the tracked corpus clips of the training identities',
     description='audio-to-expression transformer: log-mel speech -> 29 ICT mouth/jaw coefficients at 25 fps',
     repo_path='dfe/weights/audio2expr.pt');
 register_asset('prior_cpu', 'prior_cpu.pt',
-    'aab3c6a08d05390c4314ff1c470bcad8119cf5885b49ffdd9c92bb9c51bd523a', size=3_311_373, licence='Apache-2.0',
+    '5a09ea621c05f3c8a29b6265cab384d6abd7c303860bb2a005e74b7924a41a1b', size=3_311_373, licence='Apache-2.0',
     source='trained by dfe (nbs/31_train.ipynb: `dfe train-prior`, then `dfe export-prior`) on the 128² crops of the corpus clips of the training identities',
     description='neural-renderer prior, `cpu` configuration (128², window 5): the generator in float16, no actor textures',
     repo_path='dfe/weights/prior_cpu.pt');

@@ -21,11 +21,12 @@ __all__ = ['MOUTH_NAMES', 'MOUTH_INDICES', 'JAW_OPEN', 'MEDIAPIPE_LIPS', 'MEDIAP
            'CHECK_AUDIO', 'CHECK_SECONDS', 'landmark_region_vertices', 'lip_vertex_error', 'Audio2ExprConfig',
            'band_mask', 'Audio2Expr', 'predict_coefficients', 'StyleLayer', 'fit_style', 'SpeechClip',
            'default_tracking_dir', 'speech_clip_from_track', 'load_tracked_clips', 'synthetic_clips', 'TrainSettings',
-           'mouth_basis', 'audio2expr_loss', 'train_audio2expr', 'save_audio2expr', 'round_to_checkpoint',
-           'load_audio2expr', 'animate_track', 'fit_actor_style', 'lip_gap', 'evaluate_clip', 'summarize',
-           'speech_motion_stats', 'speech_motion_check', 'metrics_markdown', 'evaluate_audio2expr',
-           'evaluate_audio_cmd', 'animate_cmd', 'check_prediction', 'training_split', 'train_audio_cmd',
-           'jaw_open_figure']
+           'mouth_basis', 'audio2expr_loss', 'train_audio2expr', 'lag_correlations', 'estimate_av_offset',
+           'clip_mouth_signals', 'speech_cue', 'clip_av_offset', 'shift_targets', 'best_step', 'train_with_av_offsets',
+           'save_audio2expr', 'round_to_checkpoint', 'load_audio2expr', 'animate_track', 'fit_actor_style', 'lip_gap',
+           'evaluate_clip', 'summarize', 'speech_motion_stats', 'speech_motion_check', 'metrics_markdown',
+           'evaluate_audio2expr', 'evaluate_audio_cmd', 'animate_cmd', 'check_prediction', 'training_split',
+           'tracker_versions', 'train_audio_cmd', 'jaw_open_figure']
 
 # %% ../nbs/41_imitator.ipynb #c005
 MOUTH_NAMES = tuple(n for n in ICT_EXPRESSION_NAMES if n.startswith(('jaw', 'mouth', 'cheekPuff')))
@@ -79,7 +80,7 @@ class Audio2ExprConfig:
     n_heads:int = 4
     d_ff:int = 128
     dropout:float = 0.3
-    context:int = 12              # attention radius in frames (each side)
+    context:int = 25              # attention radius in frames (each side)
     names:tuple = MOUTH_NAMES     # output coefficients (ICT names)
 
 def band_mask(n:int, radius:int, device=None) -> torch.Tensor:
@@ -204,6 +205,7 @@ class SpeechClip:
     wave:np.ndarray        # (N·640,) 16 kHz mono
     expression:np.ndarray  # (N, 53) tracked ICT expression weights
     valid:np.ndarray       # (N,) bool: usable frames
+    lip_gap:np.ndarray|None = None # (N,) detected inner-lip gap (inter-ocular units; NaN where unusable), if known
     def __len__(self): return len(self.expression)
     @property
     def coefficients(self) -> np.ndarray: return self.expression[:, list(MOUTH_INDICES)]
@@ -216,8 +218,9 @@ def default_tracking_dir() -> Path:
 def speech_clip_from_track(track, # `dfe.tracking.Track` at 25 fps
                            wave=None, # (n,) 16 kHz speech of the clip (default: read from `track.source`)
                            id:str='', identity:str='') -> SpeechClip:
-    "A `SpeechClip` from a track and its clip's own audio."
+    "A `SpeechClip` from a track and its clip's own audio (with the lip gap of the track's detected landmarks)."
     from dfe.io import read_audio
+    from dfe.tracking import inner_lip_gap
     if abs(track.fps - 25) > 1e-6: raise DfeError(f"tracks must be at 25 fps, this one is at {track.fps:g}")
     if wave is None: wave = read_audio(check_input_file(track.source))
     N = len(track)
@@ -226,7 +229,8 @@ def speech_clip_from_track(track, # `dfe.tracking.Track` at 25 fps
     w = np.pad(w, (0, N*640 - len(w)))
     valid = (np.asarray(track.failed) == 0) & (np.arange(N) < n_audio)
     name = id or Path(track.source).stem
-    return SpeechClip(name, identity or name, w, np.asarray(track.expression, np.float32), valid)
+    gap = np.where(valid, inner_lip_gap(track.landmarks), np.nan).astype(np.float32)
+    return SpeechClip(name, identity or name, w, np.asarray(track.expression, np.float32), valid, gap)
 
 def load_tracked_clips(ids=None, # clip ids (default: every corpus clip with a track)
                        tracking_dir=None, # folder of `<clip id>/track.npz` (default `default_tracking_dir()`)
@@ -273,7 +277,7 @@ def synthetic_clips(n:int=4, # clips
             e = min(L, N - t)
             expr[t:t + e, jaw if kind == 0 else fun] = (0.6 if kind == 0 else 0.5)*fe[:e]
             t += L + gap
-        out.append(SpeechClip(f'synth{c}', f'synth{c}', wave, expr, np.ones(N, bool)))
+        out.append(SpeechClip(f'synth{seed}_{c}', f'synth{seed}_{c}', wave, expr, np.ones(N, bool), 0.1*expr[:, jaw]))
     return out
 
 # %% ../nbs/41_imitator.ipynb #c023
@@ -296,11 +300,18 @@ class TrainSettings:
     w_vertex:float = 1.0           # mouth-region vertex loss (cm²)
     w_coeff:float = 1.0            # coefficient loss
     w_velocity:float = 2.0         # vertex velocity loss
+    w_jaw:float = 0.0              # extra squared error of jawOpen
+    w_jaw_corr:float = 0.0         # 1 − Pearson r of jawOpen over each crop (shape of the motion, not its scale)
     center_targets:bool = True     # train on each clip's coefficients minus its own mean plus the corpus mean
     pause_p:float = 0.5            # probability of inserting pauses (silence, mouth at rest) into a clip's copy
     pause_frames:tuple = (5, 20)   # length range of an inserted pause (frames)
+    av_offsets:str = 'model'       # per-clip audio/video offset correction of the targets (`train_with_av_offsets`): 'model', 'envelope' or 'none'
+    max_offset:int = 4             # largest offset considered (frames)
+    offset_min_gain:float = 0.02   # an offset is applied only where it raises the correlation by this much over none
+    offset_folds:int = 2           # sync models for the 'model' offsets (each measures the identities it was not trained on)
+    offset_max_spread:int = 2      # offsets whose clip halves disagree by more are unreliable: 0
     eval_every:int = 25
-    select:str = 'val_lve_centred_mm' # validation number that picks the kept state (lowest; a `_corr` one: highest)
+    select:str = 'last'            # the kept state: 'last', or the validation number that picks it (lowest; a `_corr` one: highest)
     seed:int = 0
     threads:int = 1                # torch CPU threads while training (a small model: one thread is fastest, and shares the machine)
 
@@ -381,7 +392,7 @@ def audio2expr_loss(pred, # (B, N, C) predicted coefficients
                     basis, # (C, L, 3) region vertex offsets per coefficient (cm), `mouth_basis`
                     s:TrainSettings|None=None, # loss weights
                    ) -> tuple: # (loss, dict of parts)
-    "Vertex + coefficient + vertex-velocity squared errors over valid frames."
+    "Vertex + coefficient + vertex-velocity squared errors over valid frames (+ jawOpen error and correlation terms if weighted)."
     s = s or TrainSettings()
     m = mask.to(pred.dtype)
     dv = torch.einsum('bnc,clk->bnlk', pred - target, basis.to(pred))          # vertex errors (cm)
@@ -391,7 +402,23 @@ def audio2expr_loss(pred, # (B, N, C) predicted coefficients
     mv = m[:, 1:]*m[:, :-1]
     vel = (((dv[:, 1:] - dv[:, :-1])**2).sum(-1).mean(-1)*mv).sum()/mv.sum().clamp(min=1)
     loss = s.w_vertex*vert + s.w_coeff*coef + s.w_velocity*vel
-    return loss, dict(vertex=vert.item(), coeff=coef.item(), velocity=vel.item())
+    parts = dict(vertex=vert.item(), coeff=coef.item(), velocity=vel.item())
+    if s.w_jaw:
+        jaw = (((pred[..., JAW_OPEN] - target[..., JAW_OPEN])**2)*m).sum()/n
+        loss = loss + s.w_jaw*jaw; parts['jaw'] = jaw.item()
+    if s.w_jaw_corr:
+        jc = 1 - _masked_corr(pred[..., JAW_OPEN], target[..., JAW_OPEN], m)
+        loss = loss + s.w_jaw_corr*jc; parts['jaw_corr_loss'] = jc.item()
+    return loss, parts
+
+def _masked_corr(a, b, m, eps:float=1e-4) -> torch.Tensor:
+    "Mean over rows of the Pearson r of a and b (B, N) over the frames where m (B, N) is 1 (rows with fewer than 3 skipped)."
+    k = m.sum(1); ok = k >= 3
+    if not bool(ok.any()): return a.sum()*0
+    k = k.clamp(min=1)[:, None]
+    da, db = (a - (a*m).sum(1, keepdim=True)/k)*m, (b - (b*m).sum(1, keepdim=True)/k)*m
+    r = (da*db).sum(1)/((da**2).sum(1).add(eps).sqrt()*(db**2).sum(1).add(eps).sqrt())
+    return r[ok].mean()
 
 def _validate(model, data:list, basis, lips_basis, strength:float=0.3) -> dict:
     "Validation numbers over whole clips: loss parts, lip vertex error (mm) of the generic model, of the generic model with each clip's mean offset removed, and with a style layer fitted on the first half (scored on the second), jawOpen correlation."
@@ -459,7 +486,7 @@ def _train(train, val, face, s, c, log_path, progress):
             run = []
             if vdata:
                 row.update(_validate(model, vdata, basis, lips_basis))
-                score = -row[s.select] if s.select.endswith('corr') else row[s.select]
+                score = -step if s.select == 'last' else -row[s.select] if s.select.endswith('corr') else row[s.select]
                 if score < best: best, best_state = score, copy.deepcopy(model.state_dict())
             hist.append(row)
             if log_path:
@@ -468,6 +495,114 @@ def _train(train, val, face, s, c, log_path, progress):
     return model.eval(), hist
 
 # %% ../nbs/41_imitator.ipynb #c027
+def lag_correlations(a, # (N,) a signal (NaN: missing)
+                     b, # (N,) another
+                     max_lag:int, # largest lag (frames)
+                    ) -> np.ndarray: # (2·max_lag + 1,) r for lag = −max_lag … max_lag
+    "Pearson r of `a[t]` with `b[t + lag]` over the entries finite in both, for every lag (NaN where undefined)."
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n, out = min(len(a), len(b)), []
+    for lag in range(-max_lag, max_lag + 1):
+        x, y = (a[:max(n - lag, 0)], b[lag:n]) if lag >= 0 else (a[-lag:n], b[:max(n + lag, 0)])
+        ok = np.isfinite(x) & np.isfinite(y)
+        out.append(_corr(x[ok], y[ok]) if ok.sum() >= 3 else None)
+    return np.array([np.nan if r is None else r for r in out])
+
+def estimate_av_offset(cue, # (N,) speech cue per frame: a model's jawOpen on the clip's speech, or the speech envelope
+                       mouth, # (N,) mouth opening per frame (tracked jawOpen, detected lip gap; NaN: unusable), or a list of them
+                       max_offset:int=4, # largest offset considered (frames, either way)
+                       min_gain:float=0.02, # the best lag must beat lag 0 by this much in r, else the offset is 0
+                      ) -> dict: # offset (frames; > 0: the sound is late), r at it, r0 at 0, curve
+    "A clip's audio offset: the lag at which the speech cue best follows the mouth opening (averaged over the mouth signals)."
+    import warnings
+    ms = [mouth] if np.asarray(mouth[0]).ndim == 0 else list(mouth)
+    curves = np.stack([lag_correlations(m, cue, max_offset) for m in ms])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        c = np.nanmean(curves, 0)
+    if np.isnan(c).all(): return dict(offset=0, r=None, r0=None, curve=[None]*len(c))
+    k = int(np.nanargmax(c)); r0 = c[max_offset]
+    if np.isfinite(r0) and c[k] - r0 < min_gain: k = max_offset
+    f = lambda v: None if not np.isfinite(v) else round(float(v), 4)
+    return dict(offset=k - max_offset, r=f(c[k]), r0=f(r0), curve=[f(v) for v in c])
+
+# %% ../nbs/41_imitator.ipynb #c029
+def clip_mouth_signals(clip:SpeechClip) -> list:
+    "The clip's mouth-opening signals: tracked jawOpen and (if known) the detected lip gap, NaN on unusable frames."
+    jaw = np.where(clip.valid, clip.coefficients[:, JAW_OPEN], np.nan)
+    return [jaw] + ([np.where(clip.valid, clip.lip_gap, np.nan)] if clip.lip_gap is not None else [])
+
+def speech_cue(clip:SpeechClip, model=None) -> np.ndarray:
+    "(N,) the jawOpen a model (or the mean of a list of models) predicts from the clip's speech, or (no model) its band-passed loudness envelope."
+    if isinstance(model, (list, tuple)): return np.mean([speech_cue(clip, m) for m in model], 0)
+    if model is not None: return predict_coefficients(model, clip.wave, len(clip))[:, JAW_OPEN]
+    from dfe.inspect import audio_envelope
+    return audio_envelope(clip.wave, 16000, 25.0, len(clip))
+
+def clip_av_offset(clip:SpeechClip, # a clip with its speech and tracked mouth
+                   model=None, # speech cue: this model's jawOpen, or the mean of a list of models' (default: the speech envelope)
+                   max_offset:int=4, # largest offset (frames)
+                   min_gain:float=0.02, # see `estimate_av_offset`
+                   max_spread:int|None=2, # if the two halves' offsets differ by more, the estimate is unreliable: offset 0 (None: keep it)
+                  ) -> dict: # offset, r, r0, curve; halves: the offsets of each half alone; measured: the offset before the halves check
+    "`estimate_av_offset` of a clip (speech cue against tracked jawOpen and detected lip gap), checked on each half."
+    cue, ms = speech_cue(clip, model), clip_mouth_signals(clip)
+    out = estimate_av_offset(cue, ms, max_offset, min_gain)
+    h = len(clip)//2
+    out['halves'] = [estimate_av_offset(cue[sl], [m[sl] for m in ms], max_offset, min_gain)['offset'] for sl in (slice(0, h), slice(h, None))]
+    out['measured'] = out['offset']
+    if max_spread is not None and abs(out['halves'][0] - out['halves'][1]) > max_spread: out['offset'] = 0
+    out['cue'] = 'model' if isinstance(model, (list, tuple, Audio2Expr)) else 'envelope'
+    return out
+
+def shift_targets(clip:SpeechClip, # a clip
+                  offset:int, # its audio offset (frames, > 0: the sound is late), e.g. from `clip_av_offset`
+                 ) -> SpeechClip:
+    "The clip with its tracked frames moved `offset` frames later (speech untouched): frame t gets the mouth of frame t − offset; frames with none are invalid."
+    offset = int(offset)
+    if offset == 0: return clip
+    N = len(clip); src = np.arange(N) - offset; ok = (src >= 0) & (src < N); src = np.clip(src, 0, N - 1)
+    return SpeechClip(clip.id, clip.identity, clip.wave, clip.expression[src].copy(), clip.valid[src] & ok,
+                      None if clip.lip_gap is None else np.where(ok, clip.lip_gap[src], np.nan).astype(np.float32))
+
+# %% ../nbs/41_imitator.ipynb #c033
+def best_step(hist:list, select:str) -> int:
+    "The step whose state `train_audio2expr` kept, from its history."
+    if select == 'last': return hist[-1]['step']
+    return min(hist, key=lambda h: -h[select] if select.endswith('corr') else h[select])['step']
+
+def train_with_av_offsets(train:list, # `SpeechClip`s to train on
+                          val:list, # validation `SpeechClip`s
+                          face, # `FaceModel`
+                          settings:TrainSettings|None=None, # `av_offsets` says how offsets are measured
+                          config:Audio2ExprConfig|None=None,
+                          log_path=None, # JSONL training curve of the final model (the sync model's beside it, `*_sync.jsonl`)
+                          progress:bool=True,
+                         ) -> tuple: # (model, history, offsets {clip id: `clip_av_offset` dict})
+    "Measure each clip's audio/video offset (`clip_av_offset`), shift its targets (`shift_targets`), then `train_audio2expr`."
+    s = settings or TrainSettings()
+    if s.av_offsets not in ('model', 'envelope', 'none'): raise DfeError(f"av_offsets must be 'model', 'envelope' or 'none', not {s.av_offsets!r}")
+    offsets = {}
+    if len({c.id for c in list(train) + list(val)}) < len(train) + len(val): raise DfeError("training and validation clips need distinct ids")
+    if s.av_offsets != 'none':
+        cue = {c.id: None for c in list(train) + list(val)}
+        if s.av_offsets == 'model':
+            ids = sorted({c.identity for c in train}); np.random.default_rng(s.seed).shuffle(ids)
+            k = max(1, min(s.offset_folds, len(ids)))
+            folds = [set(ids[j::k]) for j in range(k)] if k > 1 else [set()]
+            sync = []
+            for j, fold in enumerate(folds):
+                lp = Path(log_path).with_name(f"{Path(log_path).stem}_sync{j}.jsonl") if log_path else None
+                sync.append(train_audio2expr([c for c in train if c.identity not in fold], val, face, s, config, log_path=lp, progress=progress)[0])
+            for c in train: cue[c.id] = [m for m, f in zip(sync, folds) if c.identity in f] or sync
+            for c in val: cue[c.id] = sync
+        offsets = {c.id: clip_av_offset(c, cue[c.id], s.max_offset, s.offset_min_gain, s.offset_max_spread) for c in list(train) + list(val)}
+        train = [shift_targets(c, offsets[c.id]['offset']) for c in train]
+        val = [shift_targets(c, offsets[c.id]['offset']) for c in val]
+    model, hist = train_audio2expr(train, val, face, s, config, log_path=log_path, progress=progress)
+    return model, hist, offsets
+
+# %% ../nbs/41_imitator.ipynb #c036
 CHECKPOINT_FORMAT = 'dfe.audio2expr/1'
 
 def save_audio2expr(model:Audio2Expr, path, meta:dict|None=None) -> Path:
@@ -501,7 +636,7 @@ def load_audio2expr(path=None, # checkpoint (default: the shipped `audio2expr` a
     m.meta = ck.get('meta', {})
     return m.to(get_device(device)).eval()
 
-# %% ../nbs/41_imitator.ipynb #c032
+# %% ../nbs/41_imitator.ipynb #c041
 def _wave_of(audio) -> np.ndarray:
     from dfe.io import read_audio
     if isinstance(audio, (str, Path)): return read_audio(check_input_file(audio))
@@ -547,7 +682,7 @@ def fit_actor_style(track, # the actor's `Track`
     cols = [ICT_EXPRESSION_NAMES.index(k) for k in model.config.names]
     return fit_style(p[sel], clip.expression[sel][:, cols], clip.valid[sel], strength, model.config.names)
 
-# %% ../nbs/41_imitator.ipynb #c036
+# %% ../nbs/41_imitator.ipynb #c045
 def lip_gap(face, expression) -> np.ndarray:
     "(N,) distance (mm) between MediaPipe's inner-lip centre points 13 and 14 on the mesh of each expression (identity 0)."
     e = torch.as_tensor(np.asarray(expression, np.float32), device=face.neutral.device)
@@ -559,11 +694,25 @@ def lip_gap(face, expression) -> np.ndarray:
 
 METHODS = ('mean_corpus', 'mean_actor', 'generic', 'generic_offset', 'styled')
 
-def evaluate_clip(model:Audio2Expr, clip:SpeechClip, face, fit_fraction:float=0.5, strength:float=0.3) -> dict:
+def evaluate_clip(model:Audio2Expr, clip:SpeechClip, face, fit_fraction:float=0.5, strength:float=0.3,
+                  max_offset:int=4, # also score with the clip's audio/video offset (measured on the fitting part) corrected; 0: don't
+                 ) -> dict:
     "Score the methods on the part of `clip` after its first `fit_fraction` (the style layer's and actor mean's fitting part)."
     N = len(clip); k = int(N*fit_fraction)
-    cols = list(MOUTH_INDICES)
     pred = predict_coefficients(model, clip.wave, N)
+    res = _score_methods(model, clip, pred, face, k, strength)
+    if max_offset:
+        ms = clip_mouth_signals(clip)
+        off = estimate_av_offset(pred[:k, JAW_OPEN], [m[:k] for m in ms], max_offset)['offset']
+        whole = clip_av_offset(clip, model, max_offset)
+        res['av_offset'] = dict(fit_part=off, whole=whole['measured'], halves=whole['halves'], r=whole['r'], r0=whole['r0'])
+        sync = _score_methods(model, shift_targets(clip, off), pred, face, k, strength)
+        res['synced'] = {m: sync[m] for m in ('generic', 'styled')}
+    return res
+
+def _score_methods(model, clip, pred, face, k:int, strength:float) -> dict:
+    "`evaluate_clip`'s scores of every method on frames k… of `clip` given the model's prediction `pred`."
+    N, cols = len(clip), list(MOUTH_INDICES)
     g = clip.coefficients
     fit_ok = clip.valid[:k]
     if fit_ok.sum() < 2: raise DfeError(f"{clip.id}: fewer than 2 valid frames in the fitting part")
@@ -574,6 +723,7 @@ def evaluate_clip(model:Audio2Expr, clip:SpeechClip, face, fit_fraction:float=0.
     ref = clip.expression[test]
     gap_ref = lip_gap(face, ref)
     res = dict(clip=clip.id, identity=clip.identity, frames=N, fit_frames=int(fit_ok.sum()), test_frames=len(test))
+    if len(test) == 0: raise DfeError(f"{clip.id}: no valid frames in the scored part")
     for name, c in outs.items():
         e = ref.copy(); e[:, cols] = c[test]
         res[name] = dict(lve_mm=float(lip_vertex_error(face, e, ref).mean()), jaw_corr=_corr(c[test, JAW_OPEN], g[test, JAW_OPEN]),
@@ -589,16 +739,22 @@ def _frame_peak(wave, n:int) -> np.ndarray:
     return np.abs(w).max(1)
 
 def summarize(rows:list) -> dict:
-    "Mean over clips of each method's metrics (None-valued correlations skipped)."
-    out = {}
-    for m in METHODS:
-        out[m] = {}
-        for key in ('lve_mm', 'jaw_corr', 'lip_gap_corr', 'coeff_mae'):
-            v = [r[m][key] for r in rows if r[m][key] is not None]
-            out[m][key] = float(np.mean(v)) if v else None
+    "Mean over clips of each method's metrics (None-valued correlations skipped); `synced`: the same with offsets corrected."
+    def mean(get):
+        out = {}
+        for m in METHODS:
+            rs = [get(r)[m] for r in rows if m in get(r)]
+            if not rs: continue
+            out[m] = {}
+            for key in ('lve_mm', 'jaw_corr', 'lip_gap_corr', 'coeff_mae'):
+                v = [x[key] for x in rs if x[key] is not None]
+                out[m][key] = float(np.mean(v)) if v else None
+        return out
+    out = mean(lambda r: r)
+    if rows and all('synced' in r for r in rows): out['synced'] = mean(lambda r: r['synced'])
     return out
 
-# %% ../nbs/41_imitator.ipynb #c039
+# %% ../nbs/41_imitator.ipynb #c048
 def speech_motion_stats(wave, # (n,) 16 kHz speech
                         jaw, # (N,) jawOpen per 25 fps frame
                        ) -> dict:
@@ -618,7 +774,7 @@ def speech_motion_check(model:Audio2Expr, wave) -> dict:
     c = predict_coefficients(model, w)
     return dict(seconds=round(len(w)/16000, 2), **speech_motion_stats(w, c[:, JAW_OPEN]))
 
-# %% ../nbs/41_imitator.ipynb #c042
+# %% ../nbs/41_imitator.ipynb #c051
 def _fmt(v, nd=2): return '–' if v is None else f"{v:.{nd}f}"
 
 def metrics_markdown(m:dict) -> str:
@@ -628,10 +784,24 @@ def metrics_markdown(m:dict) -> str:
     for k in METHODS:
         s = m['summary'][k]
         L.append(f"| {k} | {_fmt(s['lve_mm'])} | {_fmt(s['jaw_corr'])} | {_fmt(s['lip_gap_corr'])} | {_fmt(s['coeff_mae'], 4)} |")
-    L += ["", "Per clip (LVE mm; jawOpen r of the model):", "", "| clip | test frames | " + " | ".join(METHODS) + " | jawOpen r |",
-          "|---|---|" + "---|"*len(METHODS) + "---|"]
+    sy = m['summary'].get('synced')
+    if sy:
+        L += ["", "The same with each clip's audio/video offset corrected (offset measured on the fitting part with the model's jawOpen; "
+              "a property of the recording, not of the model; the table above is the headline):", "",
+              "| method | LVE (mm) ↓ | jawOpen r ↑ | lip-gap r ↑ | coeff MAE ↓ |", "|---|---|---|---|---|"]
+        for k, s in sy.items():
+            L.append(f"| {k}, offset corrected | {_fmt(s['lve_mm'])} | {_fmt(s['jaw_corr'])} | {_fmt(s['lip_gap_corr'])} | {_fmt(s['coeff_mae'], 4)} |")
+    has_off = all('av_offset' in r for r in m['clips'])
+    L += ["", "Per clip (LVE mm; jawOpen r of the model" + ("; audio/video offset in frames, > 0: sound late — measured on the fitting part, "
+          "on the whole clip, and on each half" if has_off else "") + "):", "",
+          "| clip | test frames | " + " | ".join(METHODS) + " | jawOpen r |" + (" offset (fit / whole / halves) | jawOpen r, corrected |" if has_off else ""),
+          "|---|---|" + "---|"*len(METHODS) + "---|" + ("---|---|" if has_off else "")]
     for r in m['clips']:
-        L.append(f"| {r['clip']} | {r['test_frames']} | " + " | ".join(_fmt(r[k]['lve_mm']) for k in METHODS) + f" | {_fmt(r['generic']['jaw_corr'])} |")
+        row = f"| {r['clip']} | {r['test_frames']} | " + " | ".join(_fmt(r[k]['lve_mm']) for k in METHODS) + f" | {_fmt(r['generic']['jaw_corr'])} |"
+        if has_off:
+            o = r['av_offset']
+            row += f" {o['fit_part']:+d} / {o['whole']:+d} / {o['halves'][0]:+d} {o['halves'][1]:+d} | {_fmt(r['synced']['generic']['jaw_corr'])} |"
+        L.append(row)
     mo = lambda d: f"{d['jaw_std']:.3f} | {_fmt(d['jaw_envelope_corr'])} | {_fmt(d['jaw_speech_minus_pause'], 3)}"
     L += ["", "How jawOpen follows the speech (std; r with the loudness envelope; mean in speech minus in pauses), tracked vs generic model:", "",
           "| clip | tracked std | r env | speech−pause | model std | r env | speech−pause |", "|---|---|---|---|---|---|---|"]
@@ -688,7 +858,7 @@ def evaluate_audio_cmd(checkpoint:str='', # checkpoint (default: the shipped mod
     print(metrics_markdown(res))
     return 0
 
-# %% ../nbs/41_imitator.ipynb #c044
+# %% ../nbs/41_imitator.ipynb #c053
 def animate_cmd(trackdir:str, # folder with the actor's track.npz (from `dfe track`), or the track.npz itself
                 audio:str, # new speech (any media file with audio)
                 out:str='', # output folder (default: outputs/animate/<track name>)
@@ -730,7 +900,7 @@ def animate_cmd(trackdir:str, # folder with the actor's track.npz (from `dfe tra
     print(f"{len(new)} frames ({met['seconds']} s) -> {out_dir/'track.npz'}")
     return 0
 
-# %% ../nbs/41_imitator.ipynb #c046
+# %% ../nbs/41_imitator.ipynb #c055
 CHECK_AUDIO, CHECK_SECONDS = 'audio/hdtf_radio31_000.wav', 4.0
 
 def check_prediction(model:Audio2Expr) -> list:
@@ -746,36 +916,49 @@ def training_split(seed:int=0, val_fraction:float=0.2) -> tuple:
     tr, va = split_by_identity(train, test_fraction=val_fraction, seed=seed)
     return [c.id for c in tr], [c.id for c in va]
 
+def tracker_versions(ids, # clip ids
+                     tracking_dir=None, # folder of `<clip id>/track.npz` (default `default_tracking_dir()`)
+                    ) -> list:
+    "The tracker versions (`dfe.tracking.TRACKER_VERSION` at the time) of the clips' tracks, sorted (None: not recorded)."
+    from dfe.tracking import Track
+    root = Path(tracking_dir) if tracking_dir else default_tracking_dir()
+    return sorted({Track.meta(root/i/'track.npz').get('tracker_version') for i in ids}, key=str)
+
 def train_audio_cmd(out:str='', # output folder (default outputs/audio2expr/train)
                     steps:int=300, # training steps
                     seed:int=0, # random seed (data order, augmentation, initialisation, validation split)
                     tracking:str='', # folder of the corpus's tracks (default outputs/tracking)
+                    av_offsets:str='model', # per-clip audio/video offsets of the targets: 'model' (a sync model's), 'envelope' or 'none'
                    ):
-    "Train the audio-to-expression model on the tracked training clips: audio2expr.pt, train_log.jsonl, train.json."
+    "Train the audio-to-expression model on the tracked training clips (targets corrected for each clip's audio/video offset): audio2expr.pt, train_log.jsonl, train.json."
     out_dir = Path(out) if out else outputs_dir()/'audio2expr'/'train'
     tr_ids, va_ids = training_split(seed)
     train = load_tracked_clips(tr_ids, tracking or None)
     val = load_tracked_clips(va_ids, tracking or None)
     if not train or not val: raise DfeError(f"need tracked training and validation clips (found {len(train)} and {len(val)}); run `dfe track-corpus`")
     face = load_face_model(parts=('face',), device='cpu')
-    s, c = TrainSettings(steps=steps, seed=seed), Audio2ExprConfig()
+    s, c = TrainSettings(steps=steps, seed=seed, av_offsets=av_offsets), Audio2ExprConfig()
     t0 = time.perf_counter()
-    model, hist = train_audio2expr(train, val, face, s, c, log_path=out_dir/'train_log.jsonl')
+    model, hist, offsets = train_with_av_offsets(train, val, face, s, c, log_path=out_dir/'train_log.jsonl')
     model = round_to_checkpoint(model.cpu())
     enc = speech_encoder(c.encoder)
+    val = [shift_targets(v, offsets[v.id]['offset'] if v.id in offsets else 0) for v in val]
     val_numbers = _validate(model, [_plain(v, enc) for v in val], mouth_basis(face), mouth_basis(face, MEDIAPIPE_LIPS))
     meta = dict(settings=asdict(s), train_clips=[t.id for t in train], val_clips=[v.id for v in val],
+                av_offsets={k: {n: o[n] for n in ('offset', 'measured', 'halves', 'r', 'r0', 'cue')} for k, o in offsets.items()},
+                tracker_versions=tracker_versions([t.id for t in train + val], tracking or None),
                 train_seconds=round(sum(len(t) for t in train)/25, 1), val_seconds=round(sum(len(v) for v in val)/25, 1),
-                val=val_numbers, best_step=min(hist, key=lambda h: -h[s.select] if s.select.endswith('corr') else h[s.select])['step'],
+                val=val_numbers, best_step=best_step(hist, s.select),
                 check=dict(audio=CHECK_AUDIO, seconds=CHECK_SECONDS, jaw_open=check_prediction(model)),
                 training_seconds=round(time.perf_counter() - t0, 1), torch=torch.__version__)
     save_audio2expr(model, out_dir/'audio2expr.pt', meta)
     atomic_write_json(out_dir/'train.json', dict(meta, checkpoint=str(out_dir/'audio2expr.pt'),
                                                  sha256=sha256_file(out_dir/'audio2expr.pt'), size=(out_dir/'audio2expr.pt').stat().st_size))
-    print(json.dumps(dict(val=val_numbers, best_step=meta['best_step'], seconds=meta['training_seconds']), indent=1))
+    print(json.dumps(dict(val=val_numbers, best_step=meta['best_step'], seconds=meta['training_seconds'],
+                          av_offsets={k: o['offset'] for k, o in offsets.items()}), indent=1))
     return 0
 
-# %% ../nbs/41_imitator.ipynb #c048
+# %% ../nbs/41_imitator.ipynb #c057
 def jaw_open_figure(ev:dict, # one clip's result from `evaluate_clip` (or `metrics.json`'s `clips`)
                     fps:float=25.0):
     "Plotly figure: waveform envelope, tracked vs predicted jawOpen over time."

@@ -81,11 +81,26 @@ def test_other_languages_move_the_jaw(model):
 
 def test_reproduces_stored_validation_numbers(model):
     "The checkpoint's validation numbers, recomputed from the validation clips' tracks (where `dfe track-corpus` has made them)."
-    from dfe.imitator import load_tracked_clips, _validate, _plain, mouth_basis, MEDIAPIPE_LIPS
+    from dfe.imitator import load_tracked_clips, _validate, _plain, mouth_basis, MEDIAPIPE_LIPS, shift_targets, tracker_versions
     from dfe.audio import speech_encoder
     ids = model.meta['val_clips']
     val = load_tracked_clips(ids)
     if len(val) < len(ids): pytest.skip("the validation clips' tracks are not in outputs/tracking (run `dfe track-corpus`)")
+    if model.meta.get('tracker_versions') != tracker_versions(ids):
+        pytest.skip(f"outputs/tracking holds tracker-version {tracker_versions(ids)} tracks; the checkpoint learnt from {model.meta.get('tracker_versions', 'unrecorded')}")
+    offsets = model.meta.get('av_offsets', {})
+    val = [shift_targets(v, offsets[v.id]['offset'] if v.id in offsets else 0) for v in val]
     face = load_face_model(parts=('face',), device='cpu')
     got = _validate(model, [_plain(v, speech_encoder(model.config.encoder)) for v in val], mouth_basis(face), mouth_basis(face, MEDIAPIPE_LIPS))
     for k, v in model.meta['val'].items(): assert got[k] == pytest.approx(v, rel=1e-3, abs=1e-4), k
+
+def test_av_offset_follows_a_known_shift(model):
+    "Delaying or advancing a held-out clip's tracked frames by k moves its measured audio/video offset by −k (corpus tracks, where made)."
+    from dfe.imitator import clip_av_offset, shift_targets, load_tracked_clips
+    clips = load_tracked_clips(['styletalk_reagan_1', 'hdtf_radio34_000'])
+    if len(clips) < 2: pytest.skip("the held-out clips' tracks are not in outputs/tracking (run `dfe track-corpus`)")
+    for clip in clips:
+        # min_gain=0: the plain best lag (the default keeps weak peaks at 0, on purpose)
+        base = clip_av_offset(clip, model, min_gain=0, max_spread=None)['measured']
+        assert abs(base) <= 2
+        for k in (-2, 2): assert clip_av_offset(shift_targets(clip, k), model, min_gain=0, max_spread=None)['measured'] == base - k, (clip.id, k)
