@@ -116,7 +116,7 @@ register_asset('audio2expr', 'audio2expr.pt',
     description='audio-to-expression transformer: log-mel speech -> 29 ICT mouth/jaw coefficients at 25 fps',
     repo_path='dfe/weights/audio2expr.pt');
 register_asset('prior_cpu', 'prior_cpu.pt',
-    '5a09ea621c05f3c8a29b6265cab384d6abd7c303860bb2a005e74b7924a41a1b', size=3_311_373, licence='Apache-2.0',
+    '58223ec5e080da113cdf2ddb6894a61f50635c9f1f06cb0aa476620eba2259ee', size=3_311_373, licence='Apache-2.0',
     source='trained by dfe (nbs/31_train.ipynb: `dfe train-prior`, then `dfe export-prior`) on the 128² crops of the corpus clips of the training identities',
     description='neural-renderer prior, `cpu` configuration (128², window 5): the generator in float16, no actor textures',
     repo_path='dfe/weights/prior_cpu.pt');

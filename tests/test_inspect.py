@@ -80,11 +80,10 @@ def test_frame_viewer_names_a_missing_frame(model, rendered, tmp_path):
 
 def test_notebook_runs_as_a_batch_report(tmp_path):
     "papermill with an output folder: a report with five plots and frame views, no error, no hang (widgets included)."
-    import papermill as pm
+    from conftest import run_papermill
     nb = repo_root()/'nbs'/'14_tracking_inspect.ipynb'
     out = tmp_path/'report'
-    pm.execute_notebook(str(nb), str(tmp_path/'out.ipynb'), parameters=dict(max_seconds=0.6, out_dir=str(out)),
-                        cwd=str(repo_root()/'nbs'), execution_timeout=600, progress_bar=False, kernel_name='python3')
+    run_papermill(nb, tmp_path/'out.ipynb', dict(max_seconds=0.6, out_dir=out), repo_root()/'nbs')
     html = (out/'report.html').read_text()
     assert html.count('Plotly.newPlot') == 5
     assert len(list(out.glob('frame_*.png'))) == 6

@@ -153,12 +153,10 @@ def test_command_writes_the_report(pair, tmp_path):
 
 def test_notebook_runs_as_a_report_job(pair, tmp_path):
     "papermill with a dub and an output folder: the report files, no error."
-    import papermill as pm
+    from conftest import run_papermill
     orig, dub = pair
     out = tmp_path/'report'
-    pm.execute_notebook(str(repo_root()/'nbs'/'76_dub_viewer.ipynb'), str(tmp_path/'out.ipynb'),
-                        parameters=dict(dub=str(dub), out_dir=str(out)), cwd=str(repo_root()/'nbs'),
-                        execution_timeout=600, progress_bar=False, kernel_name='python3')
+    run_papermill(repo_root()/'nbs'/'76_dub_viewer.ipynb', tmp_path/'out.ipynb', dict(dub=dub, out_dir=out), repo_root()/'nbs')
     assert sorted(p.name for p in out.iterdir()) == ['difference.html', 'difference.json', 'side_by_side.mp4', 'strip.png']
     assert probe_video(out/'side_by_side.mp4').n_frames == N_OUT
     cells = json.loads((tmp_path/'out.ipynb').read_text())['cells']
