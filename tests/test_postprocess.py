@@ -14,11 +14,31 @@ COLOUR = dict(gain=(1.06, 1.0, 0.95), offset=(10, -6, 4), ramp=(0, 8, -8))
 
 def _have(name): return (CROP/name/'dataset.json').exists()
 
+_BUILT = {}
+
+def _build(name, n=2*N):
+    "A 128² clip folder of the first `n` frames of a corpus clip (tracked and cropped here, once), when outputs/crop lacks it."
+    import tempfile
+    from pathlib import Path
+    if name in _BUILT: return _BUILT[name]
+    root = Path(tempfile.mkdtemp(prefix=f'dfe-test-{name}-'))
+    from dfe.core import data_dir
+    from dfe.io import read_frames, read_audio, write_video
+    from dfe.tracking import track_video
+    from dfe.dataset import build_clip_dataset, CropSettings
+    src = data_dir()/'clips'/f'{name}.mp4'
+    if not src.exists(): pytest.skip(f"corpus clip {src} missing")
+    fr = read_frames(src, count=n)
+    vid = root/f'{name}.mp4'
+    write_video(vid, fr, audio=read_audio(src, sr=16000)[:len(fr)*640])
+    track_video(vid, root/f'track_{name}', progress=False)
+    _BUILT[name] = build_clip_dataset(root/f'track_{name}', root/'crop'/name, CropSettings(size=128), video=vid, progress=False)[0]
+    return _BUILT[name]
+
 def load(name, n=N):
     from dfe.dataset import ClipData
     from dfe.io import read_frames
-    if not _have(name): pytest.skip(f"no clip folder {CROP/name} (run `dfe crop-corpus`)")
-    c = ClipData(CROP/name)
+    c = ClipData(CROP/name if _have(name) else _build(name))
     src = c.manifest['source']
     from pathlib import Path
     if not Path(src).exists(): pytest.skip(f"source video {src} missing")
