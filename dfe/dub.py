@@ -242,7 +242,7 @@ def dub_video(video, # the actor's video (any length; a few seconds are enough)
             base = audio_only_dub(video, speech, tmp/'frames'/f'{video.stem}.mp4', crf=8, progress=progress)
             dub_dir, _ = build_clip_dataset(tmp/'track', tmp/'crop', CropSettings(size=size), video=base, device=dev, progress=progress)
             idx = pingpong_indices(len(track), len(new))
-            dub_clip, actor_clip = ClipData(dub_dir), ClipData(crop_dir)
+            actor_clip = ClipData(crop_dir)
             mm = np.load(dub_dir/'masks.npy', mmap_mode='r+')
             union_mouth_masks(mm, actor_clip.masks, idx); mm.flush(); del mm
             dub_clip = ClipData(dub_dir)
