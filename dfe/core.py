@@ -16,7 +16,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['DEFAULT_CLIP', 'DEFAULT_AUDIO', 'repo_root', 'shared_dir', 'data_dir', 'cache_dir', 'outputs_dir', 'DfeError',
            'InputFileError', 'check_input_file', 'atomic_output', 'atomic_write_bytes', 'atomic_write_text',
-           'atomic_write_json', 'atomic_save_npz', 'sha256_file', 'get_device', 'StageTimer']
+           'atomic_write_json', 'atomic_save_npz', 'sha256_file', 'get_device', 'live_kernel', 'StageTimer']
 
 # %% ../nbs/00_core.ipynb #c005
 def _is_checkout(p:Path) -> bool: return (p/'settings.ini').exists() and (p/'nbs').is_dir()
@@ -137,6 +137,15 @@ def get_device(device:str|None=None):
     return d
 
 # %% ../nbs/00_core.ipynb #c023
+def live_kernel() -> bool:
+    "Whether this runs in a live Jupyter kernel, where widgets can be drawn."
+    try:
+        from IPython import get_ipython
+        ip = get_ipython()
+        return ip is not None and 'IPKernelApp' in ip.config
+    except Exception: return False
+
+# %% ../nbs/00_core.ipynb #c026
 class StageTimer:
     "Collects wall-clock seconds per named stage: `with timer('track'): ...`; `timer.seconds` is a dict."
     def __init__(self): self.seconds = {}

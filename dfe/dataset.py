@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import cv2
 
-from .core import (DfeError, InputFileError, check_input_file, atomic_write_json, atomic_write_text, sha256_file, get_device, outputs_dir)
+from .core import (DfeError, InputFileError, check_input_file, atomic_write_json, atomic_write_text, sha256_file, get_device, outputs_dir, live_kernel)
 from .cropping import (jaw_independent_boxes, landmark_boxes_baseline, box_metrics, box_model, raster_model, crop_frames,
                           crop_camera, crop_rasters, uv_region_masks, part_tile_table, MASK_BITS, BOX_PARTS, RASTER_PARTS)
 from .audio import video_aligned_mel, mel_windows, mel_per_frame, LOG_FLOOR
@@ -378,19 +378,12 @@ def clip_figure(folder, # a clip folder (or `ClipData`)
     fig.layout.updatemenus = []
     return fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), height=420)
 
-def _live_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-        ip = get_ipython()
-        return ip is not None and 'IPKernelApp' in ip.config
-    except Exception: return False
-
 def inspect_clip(folder, # a clip folder (or `ClipData`)
                  scale:int=2, # display magnification
                 ):
     "Scrub a clip folder's frames with overlays (ipywidgets in a live kernel, else `clip_figure`)."
     c = folder if isinstance(folder, ClipData) else ClipData(folder)
-    if not _live_kernel(): return clip_figure(c)
+    if not live_kernel(): return clip_figure(c)
     import ipywidgets as W
     sl = W.IntSlider(0, 0, len(c) - 1, description='frame', continuous_update=True, layout=W.Layout(width='60%'))
     boxes = {k: W.Checkbox(True, description=k, indent=False) for k in ('outlines', 'uv', 'masks')}

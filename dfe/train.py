@@ -342,9 +342,9 @@ def plot_log(records, # log records (`read_log`) or a run folder
 class LivePlot:
     "A `fit` callback redrawing `plot_log` in the notebook every `every` records."
     def __init__(self, every:int=5, title:str=''):
-        from dfe.dataset import _live_kernel
+        from dfe.core import live_kernel
         self.every, self.title, self.records, self.handle = every, title, [], None
-        self.live = _live_kernel()
+        self.live = live_kernel()
     def __call__(self, rec:dict):
         self.records.append(rec)
         if not self.live or len(self.records) % self.every: return

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import cv2
 
-from .core import DfeError, InputFileError, check_input_file, atomic_output, atomic_write_json
+from .core import DfeError, InputFileError, check_input_file, atomic_output, atomic_write_json, live_kernel
 from .io import (probe_video, iter_frames, iter_frame_chunks, read_frames, read_audio, VideoWriter, EmptyMediaError,
                     _out_size)
 from .dub import pingpong_indices
@@ -375,14 +375,6 @@ def side_by_side_strip(dub, # the dubbed video
     return img
 
 # %% ../nbs/76_dub_viewer.ipynb #c039
-def _live_kernel() -> bool:
-    "Whether this runs in a live Jupyter kernel (widgets can be drawn): the pattern of `dfe.dataset._live_kernel`."
-    try:
-        from IPython import get_ipython
-        ip = get_ipython()
-        return ip is not None and 'IPKernelApp' in ip.config
-    except Exception: return False
-
 def wav_bytes(samples:np.ndarray, # (n,) float samples in [-1, 1]
               sr:int=16000, # sample rate
              ) -> bytes:
@@ -444,7 +436,7 @@ def dub_viewer(dub, # the dubbed video
     info = probe_video(dub)
     audio = read_audio(dub, sr=16000) if info.has_audio else None
     title = f"{dub.name}: {info.n_frames} frames ({info.n_frames/25:.2f} s), made from {original.name}"
-    live = _live_kernel() if live is None else live
+    live = live_kernel() if live is None else live
     if not live:
         st = difference_stats(dub, original, max_side=max_side, threshold=threshold)
         want = np.unique(np.linspace(0, info.n_frames - 1, min(frames, info.n_frames)).round().astype(int))
@@ -480,7 +472,7 @@ def dub_viewer(dub, # the dubbed video
     kids = [W.HTML(f"<b>{title}</b>"), W.HBox([play, slider, gain_w]), image, info_w]
     if audio is not None: kids.append(W.Audio(value=wav_bytes(audio), format='wav', autoplay=False, loop=False))
     curve, fig = W.Output(), difference_figure(st)
-    if _live_kernel():
+    if live_kernel():
         with curve: display(fig)
     else:   # widgets made outside a kernel (a script, a test): the figure as plain output data, nothing printed
         curve.outputs = ({'output_type': 'display_data', 'metadata': {}, 'data': {'application/vnd.plotly.v1+json': json.loads(fig.to_json())}},)
