@@ -7,12 +7,17 @@ params.npz) and decodes the first `--frames` frames of each clip's source video 
 1. segmentation: MediaPipe SelfieSegmentation model 0/1 on the crop, on the full frame (mask cropped with the box)
    and on the crop with context (box 1.5x and 2x); per variant the mean person probability on the mesh's face mask
    (face recall), flicker (mean |p_t - p_t-1|), agreement of the 0.5-thresholded mask with the other variants, ms.
-2. table: `postprocess_table` rows (w/o post-processing, + keep real background, + lower-face region, full) on
+2. table: `postprocess_table` rows (w/o post-processing, + keep real background, + paste region, full) on
    crops from `simulate_generated` (stuck ring, blur, colour change), per clip and averaged.
 3. timing: `paste_back_frames` wall and process-CPU ms per frame, by frame size (the machine's load average is
    recorded: wall times on a shared machine are not speeds).
+4. with `--runs RUN[,RUN]` instead: the Table 4 analog on a trained renderer's own output. Each run (`dfe adapt`,
+   `dfe evaluate-paper` runs) renders its held-out frames (re-enactment: the real frames are the ground truth), and
+   the rows are computed on those crops pasted into the real full-resolution frames.
+   Writes outputs/bench/postprocess_renderer.json.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_postprocess.py [--frames 40] [--table-frames 24] [--clips a,b]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_postprocess.py --runs outputs/eval/runs/styletalk_reagan/full-100f-600it
 
 Writes outputs/bench/postprocess.json (atomically) and prints a summary.
 """
@@ -101,12 +106,54 @@ def run(frames=40, table_frames=24, clips=None):
                created=time.strftime('%Y-%m-%dT%H:%M:%S'))
     return res
 
+def held_out_frames(sl, count:int):
+    "Full-resolution frames [start, stop) of a clip slice, decoded from its source video."
+    from dfe.io import iter_frames
+    start, stop = getattr(sl, 'start', 0), getattr(sl, 'stop', len(sl))
+    fr = [f for i, f in enumerate(iter_frames(sl.manifest['source'], fps=sl.manifest['fps'], count=stop)) if i >= start]
+    return np.stack(fr[:count])
+
+# the rows, plus the full chain with the earlier paste region (lower face + mouth dilated by S/16, feathered S/16,
+# not eroded): it includes the line the generator leaves at the edge of its input mask
+RENDERER_ROWS = dict(POSTPROCESS_ROWS, **{'full, region dilated (old)': dict(keep_background=True, region='mask', colour_match=True,
+                                                                           region_parts=('lower_face', 'mouth'), dilate=1/16, feather=1/16)})
+
+def run_renderers(runs:list, max_frames:int=0) -> dict:
+    "Table 4 analog on the held-out frames each trained renderer re-enacts."
+    from dfe.evaluate import evaluation_clips
+    from dfe.train import load_renderer, render_clip
+    per, out_rows = {}, []
+    for run in map(Path, runs):
+        R = load_renderer(run)
+        for sl in evaluation_clips(run):
+            pred = render_clip(R, sl, actor=sl.identity)
+            n = len(pred) if max_frames <= 0 else min(max_frames, len(pred))
+            fr = held_out_frames(sl, n)
+            tab = postprocess_table(fr, pred[:n], sl.params['boxes'][:n], np.asarray(sl.masks[:n]), rows=RENDERER_ROWS)
+            key = f"{run.parent.name}/{run.name}:{sl.clip}[{getattr(sl, 'start', 0)}:{getattr(sl, 'start', 0) + n}]"
+            per[key] = tab
+            r = {x['name']: x for x in tab}
+            print(f"{key}  psnr {r['w/o post-processing']['psnr']:.2f} -> {r['full']['psnr']:.2f}  outline mae "
+                  f"{r['w/o post-processing']['outline_mae']:.2f} -> {r['full']['outline_mae']:.2f}", flush=True)
+    mean_rows = [dict(name=k, **{m: float(np.mean([next(x for x in per[c] if x['name'] == k)[m] for c in per]))
+                                 for m in per[next(iter(per))][0] if m != 'name'}) for k in RENDERER_ROWS]
+    return dict(what="Table 4 analog (post-processing off/on) on trained renderers' re-enactment of held-out frames",
+                runs=[str(r) for r in runs], table=dict(mean=mean_rows, per_clip=per), created=time.strftime('%Y-%m-%dT%H:%M:%S'))
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--runs', default='', help="comma-separated training run folders: the table on their held-out re-enactments")
+    ap.add_argument('--max-frames', type=int, default=0, help='with --runs: at most this many held-out frames per clip (0: all)')
     ap.add_argument('--frames', type=int, default=40, help='frames per clip for the segmentation comparison')
     ap.add_argument('--table-frames', type=int, default=24, help='frames per clip for the table')
     ap.add_argument('--clips', default='', help='comma-separated clip names (default: all folders in outputs/crop)')
     a = ap.parse_args()
+    if a.runs:
+        res = run_renderers([r for r in a.runs.split(',') if r], a.max_frames)
+        out = outputs_dir()/'bench'/'postprocess_renderer.json'
+        atomic_write_json(out, res)
+        print(table_markdown(res['table']['mean'])); print(f"wrote {out}")
+        raise SystemExit(0)
     res = run(a.frames, a.table_frames, [c for c in a.clips.split(',') if c] or None)
     out = outputs_dir()/'bench'/'postprocess.json'
     atomic_write_json(out, res)

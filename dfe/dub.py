@@ -13,8 +13,8 @@ from .core import (data_dir, outputs_dir, DEFAULT_CLIP, DEFAULT_AUDIO, StageTime
                       check_input_file, DfeError)
 
 # %% auto #0
-__all__ = ['pingpong_indices', 'audio_only_dub', 'DubSettings', 'resolve_prior', 'union_mouth_masks', 'dub_contact_sheet',
-           'dub_video', 'dub_cmd', 'write_mesh_overlay_video', 'main_job']
+__all__ = ['pingpong_indices', 'audio_only_dub', 'DubSettings', 'resolve_prior', 'union_mouth_masks', 'paste_settings',
+           'dub_contact_sheet', 'dub_video', 'dub_cmd', 'write_mesh_overlay_video', 'main_job']
 
 # %% ../nbs/70_dub.ipynb #c006
 def pingpong_indices(n_src:int, # number of source frames
@@ -122,13 +122,22 @@ def _adapt_actor(crop_dir:Path, work:Path, prior:Path, s:DubSettings, rc:dict, d
     vals = [r for r in read_log(run) if r.get('split') == 'val']
     return load_renderer(run, device), man['identity'], dict(run=str(run), val=vals[-1] if vals else None)
 
-def _paste_video(base_video:Path, out:Path, pred, dub_clip, no_face, speech, s:DubSettings, progress:bool) -> dict:
+def paste_settings(s:DubSettings, # the dub's settings
+                   rc, # the renderer's configuration (`RendererConfig` or its dict)
+                  ):
+    "Post-processing settings of a dub: the paste region is the renderer's input-mask region (its `mask_region`, dilated as it is)."
+    from dfe.postprocess import PostprocessSettings
+    from dfe.models import RendererConfig
+    r = rc if isinstance(rc, RendererConfig) else RendererConfig.from_dict(rc)
+    return PostprocessSettings(keep_background=s.postprocess, region=s.paste, colour_match=s.colour_match,
+                               region_parts=(r.mask_region,), dilate=PostprocessSettings.dilate + r.mask_dilate/r.size)
+
+def _paste_video(base_video:Path, out:Path, pred, dub_clip, no_face, speech, s:DubSettings, ps, progress:bool) -> dict:
     "Post-process the rendered crops, paste them into the (ping-ponged) full frames, write the dub with the new speech."
     from dfe.io import iter_frame_chunks, VideoWriter
-    from dfe.postprocess import PostprocessSettings, postprocess_clip
+    from dfe.postprocess import postprocess_clip
     from dfe.provenance import provenance_tags, mark_frames
     n = len(pred)
-    ps = PostprocessSettings(keep_background=s.postprocess, region=s.paste, colour_match=s.colour_match)
     chunks = iter_frame_chunks(base_video, chunk=16)
     real = []   # the frames, kept for the frames without a face: a generator that records what it yields
     def frames():
@@ -149,6 +158,7 @@ def _paste_video(base_video:Path, out:Path, pred, dub_clip, no_face, speech, s:D
     bar.close()
     return dict(passed_through=int(np.sum(no_face)))
 
+# %% ../nbs/70_dub.ipynb #c024
 def dub_contact_sheet(real_video, # the real frames (ping-ponged to the dub's length)
                       dub, # the dubbed video
                       boxes, # (N, 3) crop boxes of the face
@@ -251,7 +261,7 @@ def dub_video(video, # the actor's video (any length; a few seconds are enough)
         with timer('post-process + write'):
             out.parent.mkdir(parents=True, exist_ok=True)
             no_face = ((new.failed & 1) > 0) | np.isnan(new.landmarks).any(axis=(1, 2))
-            pst = _paste_video(base, out, pred, dub_clip, no_face, speech, s, progress)
+            pst = _paste_video(base, out, pred, dub_clip, no_face, speech, s, paste_settings(s, rc), progress)
         if contact_sheet:
             summary_sheet = dub_contact_sheet(base, out, dub_clip.params['boxes'], out.with_suffix('.png'), no_face=no_face)
         if keep_intermediates:
@@ -267,7 +277,7 @@ def dub_video(video, # the actor's video (any length; a few seconds are enough)
                    style_layer=style is not None, **pst, contact_sheet=str(summary_sheet) if contact_sheet else None, stage_seconds={k: round(v, 2) for k, v in timer.seconds.items()})
     return summary
 
-# %% ../nbs/70_dub.ipynb #c023
+# %% ../nbs/70_dub.ipynb #c026
 def _print_dub_summary(r:dict):
     print("\nstages:")
     for k, v in r['stage_seconds'].items(): print(f"  {k:<22} {v:8.1f} s")
@@ -306,7 +316,7 @@ def dub_cmd(video:str, # the actor's video
     _print_dub_summary(r)
     return 0
 
-# %% ../nbs/70_dub.ipynb #c025
+# %% ../nbs/70_dub.ipynb #c028
 def write_mesh_overlay_video(track, # `dfe.tracking.Track`
                              video, # the tracked video
                              path, # output mp4

@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_evaluate.ipynb #c002
 from __future__ import annotations
-import os, json, time, hashlib, math
+import os, re, json, time, hashlib, math, shutil
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
@@ -517,8 +517,22 @@ def _frames_label(n:int) -> str: return 'all' if n == 0 else str(n)
 
 def _effective(n:int, avail:int) -> int: return 0 if n <= 0 or n >= avail else int(n)
 
+def _extend_from_shorter(out:Path, # the run folder to create, `BASE-Kit`
+                         base:str, # its name without the iteration count
+                         iters:int): # its iterations K
+    "Start a run as a copy of the longest finished shorter run of the same method and frames, which training then resumes."
+    pat = re.compile(re.escape(base) + r'-(\d+)it$')
+    done = [(int(m[1]), p) for p in out.parent.glob(f'{base}-*it') if (m := pat.match(p.name)) and int(m[1]) < iters
+            and (p/'renderer.pt').exists() and (p/'ckpt'/'last.pt').exists() and run_iterations(p) == int(m[1])]
+    if not done: return
+    src = max(done)[1]
+    tmp = out.with_name(out.name + '.partial')
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('metrics.json', '*.png'))
+    tmp.rename(out)
+
 def train_run(folders:list, # one actor's clip folders
-              root, # experiment folder (runs go to root/runs/ACTOR/METHOD-Nf)
+              root, # experiment folder (runs go to root/runs/ACTOR/METHOD-Nf-Kit)
               method:str, # 'full', 'nomix', 'texture' or 'baseline'
               frames:int, # training frames (0: all available)
               prior, # the prior
@@ -529,8 +543,10 @@ def train_run(folders:list, # one actor's clip folders
     if method not in METHODS: raise DfeError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     n = _effective(frames, available_frames(folders, val_frames))
     actor = ClipData(folders[0]).identity
-    out = Path(root)/'runs'/actor/(f"{method}-{_frames_label(n)}f" + (f"-v{val_frames}" if val_frames else ''))
+    base = f"{method}-{_frames_label(n)}f" + (f"-v{val_frames}" if val_frames else '')
+    out = Path(root)/'runs'/actor/f"{base}-{cfg.iters}it"
     if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters: return out
+    if not out.exists(): _extend_from_shorter(out, base, cfg.iters)
     if progress: print(f"training {out} ({cfg.iters} iterations)", flush=True)
     kw = dict(device=device, progress=progress)
     if method == 'baseline': train_baseline(folders, out, n, cfg, val_frames, **kw)
@@ -723,7 +739,7 @@ def table3(clips, prior, out=None, iters:int=1000,
 
 EXPERIMENTS = {'table1': table1, 'table3': table3, 'table4': table4, 'figure7': figure7}   # `dfe evaluate-paper` names
 
-# %% ../nbs/50_evaluate.ipynb #c049
+# %% ../nbs/50_evaluate.ipynb #c051
 def evaluate_cmd(run:str, # RUN: a training run folder (from `dfe adapt` or `dfe train-baseline`)
                  frames:str='val', # 'val' (the run's held-out frames), 'all', or N (the last N frames of each clip)
                  clips:str='', # evaluate on these clip folders instead (a clip folder or a folder of them; with frames all or N)

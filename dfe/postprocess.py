@@ -64,14 +64,15 @@ def _morph(m:np.ndarray, r:int, op) -> np.ndarray:
 
 def region_pixels(masks, # (..., S, S) uint8 mask bits (`MASK_BITS`)
                   region=('lower_face', 'mouth'), # a bit name or several (their union)
-                  dilate:int=0, # dilation radius in pixels
+                  dilate:int=0, # dilation radius in pixels (negative: erosion)
                  ) -> np.ndarray: # (..., S, S) bool
-    "The pixels with any of the `region` bits, dilated by `dilate` pixels."
+    "The pixels with any of the `region` bits, dilated by `dilate` pixels (eroded if `dilate` is negative)."
     names = (region,) if isinstance(region, str) else tuple(region)
     bad = [n for n in names if n not in MASK_BITS]
     if bad: raise DfeError(f"unknown mask bits {bad}; known: {list(MASK_BITS)}")
     bits = sum(MASK_BITS[n] for n in names)
-    return _morph((np.asarray(masks) & bits) > 0, int(round(dilate)), cv2.dilate)
+    r = int(round(dilate))
+    return _morph((np.asarray(masks) & bits) > 0, abs(r), cv2.dilate if r >= 0 else cv2.erode)
 
 def mask_band(mask, # (..., H, W) bool (or 0/1) masks
               width:int, # pixels either side of the outline
@@ -264,10 +265,10 @@ def seam_error(pasted, # (N, S, S, 3) crops of the pasted frames
 class PostprocessSettings:
     "How generated crops are post-processed and pasted back (sizes as fractions of the crop side S)."
     keep_background:bool = True          # §3.7: the real pixel where generated and real are both background
-    region:str = 'mask'                  # 'mask': paste the `region_parts` of the masks (dilated); 'box': the whole square
-    region_parts:tuple = ('lower_face', 'mouth')  # mask bits of the paste region
-    dilate:float = 1/16                  # dilation of the paste region
-    feather:float = 1/16                 # softening of the paste edge (and half-width of the colour-matching band)
+    region:str = 'mask'                  # 'mask': paste the `region_parts` of the masks (dilated or eroded); 'box': the whole square
+    region_parts:tuple = ('mouth',)      # mask bits of the paste region (the renderer's input mask, `RendererConfig.mask_region`)
+    dilate:float = -1/40                 # dilation of the paste region (negative: erosion, away from the mask-edge line)
+    feather:float = 1/40                 # softening of the paste edge (and half-width of the colour-matching band)
     colour_match:bool = True             # colour-match the crop to the frame at the seam
     colour_sigma:float = 1/8             # σ of the colour-offset field
     protect:tuple = ('mouth',)           # mask bits that always keep the generated pixel
@@ -356,7 +357,7 @@ def postprocess_clip(frames, # iterable of (n, H, W, 3) uint8 chunks (e.g. `dfe.
 POSTPROCESS_ROWS = {
     'w/o post-processing': dict(keep_background=False, region='box', colour_match=False),
     '+ keep real background': dict(keep_background=True, region='box', colour_match=False),
-    '+ lower-face region': dict(keep_background=True, region='mask', colour_match=False),
+    '+ paste region': dict(keep_background=True, region='mask', colour_match=False),
     'full': dict(keep_background=True, region='mask', colour_match=True),
 }
 

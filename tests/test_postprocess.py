@@ -101,7 +101,7 @@ def test_colour_matching_removes_a_colour_shift(clip):
 
 
 def test_colour_matching_removes_the_seam_in_the_frame(clip):
-    "Pasted through the lower-face region, a colour-shifted crop leaves a seam that colour matching removes."
+    "Pasted through the paste region, a colour-shifted crop leaves a seam that colour matching removes."
     fr, crops, masks, boxes = clip['frames'], clip['crops'], clip['masks'], clip['boxes']
     S = crops.shape[1]
     gc = simulate_generated(crops, masks, ring=0, **COLOUR)
@@ -155,7 +155,7 @@ def test_streaming_a_full_hd_clip_matches_the_batch():
     # one crop at a time with paste_back (no segmentation) matches the batch without background keeping
     s = PostprocessSettings(keep_background=False)
     reg = region_pixels(masks[0], s.region_parts, s.dilate*crops.shape[1])
-    np.testing.assert_array_equal(paste_back(fr[0], gen[0], boxes[0], reg), paste_back_frames(fr[:1], gen[:1], boxes[:1], masks[:1], s)[0])
+    np.testing.assert_array_equal(paste_back(fr[0], gen[0], boxes[0], reg, feather=s.feather*crops.shape[1]), paste_back_frames(fr[:1], gen[:1], boxes[:1], masks[:1], s)[0])
 
 
 def test_bad_input_is_refused():
