@@ -352,7 +352,10 @@ def main_job(video:str='', # video of the actor (default: the bundled default cl
         atomic_write_json(out/'dub.json', r)
         results.update(dub=r['output'], dub_contact_sheet=r['contact_sheet'])
     with timer('audio-only dub'):
-        results['audio_only_dub'] = str(audio_only_dub(video, read_audio(audio, sr=16000), out/'audio_only_dub.mp4'))
+        from dfe import __version__
+        note = f"dfe {__version__} audio-only dub: the original frames (not modified, no face synthesis) with replaced speech"
+        results['audio_only_dub'] = str(audio_only_dub(video, read_audio(audio, sr=16000), out/'audio_only_dub.mp4',
+                                                       metadata=dict(comment=note, description=note, generator=f'dfe {__version__}')))
     with timer('track record'):
         td = Path(r['work_dir'])/'track'
         (out/'track').mkdir(exist_ok=True)
