@@ -55,11 +55,12 @@ class DubSettings:
     iters:int = 600             # adaptation iterations (batches of `batch_size` windows)
     batch_size:int = 4          # windows per adaptation iteration
     texture_only:bool = False   # adapt only the actor's neural texture (the generator stays the prior's)
+    tex_init:str = 'random'     # the actor's new texture: 'random' or 'mean' (the prior's mean texture)
     frames:int = 0              # the actor's frames to adapt on, from the start (0: all)
     mix:str = 'auto'            # mixed batches with the prior's actors: 'on', 'off', 'auto' (on if the prior's clips are available)
     style:bool = True           # the actor's style layer on the audio model (fitted on the video's own speech)
     postprocess:bool = True     # keep the real background where both segmentations say background (§3.7)
-    paste:str = 'mask'          # paste region: 'mask' (the dilated lower face) or 'box' (the whole crop)
+    paste:str = 'mask'          # paste region: 'mask' (the renderer's input-mask region, eroded a little) or 'box' (the whole crop)
     colour_match:bool = True    # match colours at the paste seam
     watermark:bool = True       # invisible watermark in the frames (the container tag is always written)
     crf:int = 18                # x264 quality of the dub
@@ -74,6 +75,7 @@ class DubSettings:
         "Key of the cached adaptation: the prior, the actor's clip folder and the adaptation settings."
         d = dict(prior=prior_sha, crop=crop_key, iters=self.iters, batch_size=self.batch_size, texture_only=self.texture_only,
                  frames=self.frames, mix=self.mix, seed=self.seed)
+        if self.tex_init != 'random': d['tex_init'] = self.tex_init   # (keys of earlier caches stay valid)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 # %% ../nbs/70_dub.ipynb #c016
@@ -114,7 +116,7 @@ def _adapt_actor(crop_dir:Path, work:Path, prior:Path, s:DubSettings, rc:dict, d
     man = read_manifest(crop_dir)
     run = work/'adapt'/s.adapt_key(_sha16(prior), man['key'])
     val = max(2*rc['window'], min(25, man['frames']//10))
-    cfg = TrainConfig(model=rc, iters=s.iters, batch_size=s.batch_size, seed=s.seed, val_every=max(50, s.iters//4),
+    cfg = TrainConfig(model=rc, iters=s.iters, batch_size=s.batch_size, seed=s.seed, val_every=max(50, s.iters//4), tex_init=s.tex_init,
                       ckpt_every=50, val_windows=4)
     if s.iters > 0 or not (run/'renderer.pt').exists():
         adapt([crop_dir], run, prior, frames=s.frames, cfg=cfg, mix=s.mix, texture_only=s.texture_only, val_frames=val,
@@ -293,6 +295,7 @@ def dub_cmd(video:str, # the actor's video
             prior:str='', # renderer prior (default: the shipped `prior_cpu`)
             iters:int=600, # adaptation iterations
             texture_only:bool=False, # adapt only the neural texture
+            tex_init:str='random', # the actor's new texture: random, or mean (the prior's mean texture)
             frames:int=0, # the actor's frames to adapt on (0: all)
             mix:str='auto', # mixed training with the prior's actors: on, off, auto
             style:bool=True, # the actor's style layer on the audio model
@@ -308,7 +311,7 @@ def dub_cmd(video:str, # the actor's video
            ) -> int:
     "Dub VIDEO with the speech AUDIO; write the mp4, a contact sheet and a summary JSON beside it."
     out = Path(out) if out else outputs_dir()/'dub'/f"{Path(video).stem}_{Path(audio).stem}.mp4"
-    s = DubSettings(prior=prior, iters=iters, texture_only=texture_only, frames=frames, mix=mix, style=style, postprocess=postprocess,
+    s = DubSettings(prior=prior, iters=iters, texture_only=texture_only, tex_init=tex_init, frames=frames, mix=mix, style=style, postprocess=postprocess,
                     paste=paste, colour_match=colour_match, watermark=watermark, crf=crf)
     r = dub_video(video, audio, out, s, work_dir=work_dir or None, keep_intermediates=keep_intermediates,
                   device=device or None, progress=progress)

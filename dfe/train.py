@@ -22,10 +22,10 @@ from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer,
 # %% auto #0
 __all__ = ['RESUMABLE_CHANGES', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS', 'TrainConfig', 'default_loss_weights',
            'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler', 'dist_info', 'setup_distributed',
-           'load_state', 'renderer_state', 'save_renderer', 'renderer_from_state', 'load_renderer', 'export_prior_cmd',
-           'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'fit', 'ranks_in_sync', 'train_step', 'render_clip',
-           'find_clip_folders', 'train_prior', 'adapt', 'train_baseline', 'train_prior_cmd', 'adapt_cmd',
-           'train_baseline_cmd', 'main']
+           'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'renderer_from_state', 'load_renderer',
+           'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'fit', 'ranks_in_sync',
+           'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline',
+           'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 @dataclass
@@ -41,6 +41,7 @@ class TrainConfig:
     weights:LossWeights|dict|None = None   # loss weights (default: `default_loss_weights(model)`)
     adv_start:int = 0             # iteration from which the adversarial loss is on
     ref_scope:str = 'identity'    # references from the same clip or any clip of the actor (`WindowDataset`)
+    tex_init:str = 'random'       # a new actor's texture: 'random', or 'mean' (the mean of the initial renderer's textures)
     val_windows:int = 8           # windows in each validation
     val_every:int = 250           # iterations between validations (0: never)
     log_every:int = 10            # iterations between log lines
@@ -53,6 +54,7 @@ class TrainConfig:
         elif isinstance(self.weights, dict): self.weights = replace(default_loss_weights(self.renderer()), **self.weights)
         self.betas = tuple(self.betas)
         if self.batch_size < 1 or self.iters < 0: raise DfeError(f"need batch_size >= 1 and iters >= 0 (got {self.batch_size}, {self.iters})")
+        if self.tex_init not in ('random', 'mean'): raise DfeError(f"tex_init must be 'random' or 'mean', got {self.tex_init!r}")
 
     def renderer(self) -> RendererConfig: return renderer_config(self.model)
     def to_dict(self) -> dict:
@@ -248,6 +250,13 @@ def save_renderer(path, renderer:DeferredRenderer, actors=None, dtype=torch.floa
     "Write a renderer file (generator + textures of `actors`, default all) atomically."
     return _torch_save(renderer_state(renderer, actors, dtype, **meta), path)
 
+def mean_texture(d:dict, # a renderer or training-checkpoint dictionary
+                ) -> torch.Tensor|None: # (n_tiles, C, R, R) float32, or None
+    "The texture a new actor can start from: the state's stored mean texture, else the mean of its actors' textures."
+    if d.get('mean_texture') is not None: return d['mean_texture'].float()
+    ts = list(d.get('textures', {}).values())
+    return torch.stack([t.float() for t in ts]).mean(0) if ts else None
+
 def renderer_from_state(d:dict, # a renderer or training-checkpoint dictionary
                         device='cpu') -> DeferredRenderer:
     "A float32 `DeferredRenderer` from a `dfe.renderer/1` or `dfe.train/1` dictionary."
@@ -272,14 +281,16 @@ def load_renderer(path, # `renderer.pt`, a training checkpoint, or a run folder
 def export_prior_cmd(run:str='', # prior run folder or checkpoint (default: outputs/train/prior-cpu)
                      out:str='', # renderer file to write (default: dfe/weights/prior_cpu.pt in the checkout)
                     ) -> int:
-    "Write a prior's generator (no actor textures, float16) as a renderer file; print its iteration, size and sha256."
+    "Write a prior's generator (no actor textures, float16; the actors' mean texture) as a renderer file; print its iteration, size and sha256."
     from dfe.core import repo_root, sha256_file
     src = Path(run) if run else outputs_dir()/'train'/'prior-cpu'
     st = _prior_state(src, 'cpu')
     r = renderer_from_state(st)
     it = int(st.get('iter', st.get('meta', {}).get('iter', -1)))
     dst = Path(out) if out else repo_root()/'dfe'/'weights'/'prior_cpu.pt'
-    save_renderer(dst, r, actors=[], kind='prior', iter=it, actors_trained=sorted(st['textures']), source=str(src))
+    d = renderer_state(r, actors=[], kind='prior', iter=it, actors_trained=sorted(st['textures']), source=str(src))
+    d['mean_texture'] = mean_texture(st).to(torch.float16)   # where `tex_init='mean'` starts a new actor
+    _torch_save(d, dst)
     print(f"{dst}: prior at iteration {it}, {dst.stat().st_size:,} bytes, sha256 {sha256_file(dst)}")
     return 0
 
@@ -444,6 +455,12 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
         R.generator.load_state_dict(src.generator.state_dict())
         for a in src.actors:
             if a in actors: R.add_actor(a).load_state_dict(src.texture(a).state_dict())
+        if cfg.tex_init == 'mean':
+            mean = mean_texture(init)
+            if mean is None: raise DfeError("tex_init='mean' needs an initial renderer with textures (a prior run or checkpoint) or a mean texture (a renderer file from `dfe export-prior`)")
+            for a in actors:
+                if a not in R.actors:
+                    with torch.no_grad(): R.add_actor(a).planes.copy_(mean.to(dev))
     for a in actors: R.add_actor(a, exist_ok=True)
     D = WindowDiscriminator(rc).to(dev)
     if texture_only: R.generator.requires_grad_(False)
@@ -779,6 +796,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
               out:str='', # run folder (default outputs/adapt/ACTOR-Nf); an existing run is resumed
               mix:str='auto', # mixed batches with the prior's data: auto, on, off
               texture_only:bool=False, # adapt only the neural texture
+              tex_init:str='random', # the new texture: random, or mean (the prior actors' mean texture)
               batch_size:int=4, # windows per iteration
               lr:float=TrainConfig.lr, # generator learning rate
               perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default)
@@ -793,7 +811,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
     pr = prior or outputs_dir()/'train'/'prior-cpu'
     st = _prior_state(pr, 'cpu')
     model = st['config'] if st['format'] == RENDERER_FORMAT else st['train']['model']
-    cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop)
+    cfg = replace(_train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop), tex_init=tex_init)
     dest = out or outputs_dir()/'adapt'/f"{actor}-{frames}f{'-tex' if texture_only else ''}"
     res = adapt(folders, dest, pr, frames=frames, cfg=cfg, mix=mix, texture_only=texture_only, val_frames=val_frames,
                 device=device or None, progress=progress)
