@@ -116,9 +116,9 @@ register_asset('audio2expr', 'audio2expr.pt',
     description='audio-to-expression transformer: log-mel speech -> 29 ICT mouth/jaw coefficients at 25 fps',
     repo_path='dfe/weights/audio2expr.pt');
 register_asset('prior_cpu', 'prior_cpu.pt',
-    '58223ec5e080da113cdf2ddb6894a61f50635c9f1f06cb0aa476620eba2259ee', size=3_311_373, licence='Apache-2.0',
+    'aadf6edfbce128617fca4d4f364a58f54c9749fbb45ea1a7f5003213876d87ff', size=5_408_859, licence='Apache-2.0',
     source='trained by dfe (nbs/31_train.ipynb: `dfe train-prior`, then `dfe export-prior`) on the 128² crops of the corpus clips of the training identities',
-    description='neural-renderer prior, `cpu` configuration (128², window 5): the generator in float16, no actor textures',
+    description="neural-renderer prior, `cpu` configuration (128², window 5): the generator in float16, no actor textures, the training actors' mean texture (a new actor's starting texture)",
     repo_path='dfe/weights/prior_cpu.pt');
 
 # %% ../nbs/01_assets.ipynb #c012

@@ -55,7 +55,7 @@ class DubSettings:
     iters:int = 600             # adaptation iterations (batches of `batch_size` windows)
     batch_size:int = 4          # windows per adaptation iteration
     texture_only:bool = False   # adapt only the actor's neural texture (the generator stays the prior's)
-    tex_init:str = 'random'     # the actor's new texture: 'random' or 'mean' (the prior's mean texture)
+    tex_init:str = 'mean'       # the actor's new texture: 'mean' (the prior's mean texture) or 'random' (the paper's fresh texture)
     frames:int = 0              # the actor's frames to adapt on, from the start (0: all)
     mix:str = 'auto'            # mixed batches with the prior's actors: 'on', 'off', 'auto' (on if the prior's clips are available)
     style:bool = True           # the actor's style layer on the audio model (fitted on the video's own speech)
@@ -75,10 +75,10 @@ class DubSettings:
         "Key of the cached adaptation: the prior, the actor's clip folder and the adaptation settings."
         d = dict(prior=prior_sha, crop=crop_key, iters=self.iters, batch_size=self.batch_size, texture_only=self.texture_only,
                  frames=self.frames, mix=self.mix, seed=self.seed)
-        if self.tex_init != 'random': d['tex_init'] = self.tex_init   # (keys of earlier caches stay valid)
+        if self.tex_init != 'random': d['tex_init'] = self.tex_init   # (keys of random-texture caches stay as they were)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
-# %% ../nbs/70_dub.ipynb #c016
+# %% ../nbs/70_dub.ipynb #c017
 def resolve_prior(prior:str='', # renderer file, training checkpoint or run folder ('': the shipped `prior_cpu` asset)
                  ) -> Path:
     "The file holding the prior's generator."
@@ -89,7 +89,7 @@ def resolve_prior(prior:str='', # renderer file, training checkpoint or run fold
     if p.is_dir(): p = p/'renderer.pt' if (p/'renderer.pt').exists() else p/'ckpt'/'last.pt'
     return check_input_file(p)
 
-# %% ../nbs/70_dub.ipynb #c018
+# %% ../nbs/70_dub.ipynb #c019
 def union_mouth_masks(dub_masks, # (N, S, S) uint8 mask bits of the dub's clip folder (modified in place)
                       actor_masks, # (M, S, S) uint8 mask bits of the actor's clip folder
                       index, # (N,) actor frame shown at each dub frame
@@ -104,7 +104,7 @@ def union_mouth_masks(dub_masks, # (N, S, S) uint8 mask bits of the dub's clip f
         dub_masks[sl] = dub_masks[sl] | (np.asarray(actor_masks[index[sl]]) & b)
     return dub_masks
 
-# %% ../nbs/70_dub.ipynb #c021
+# %% ../nbs/70_dub.ipynb #c022
 def _sha16(path) -> str:
     from dfe.core import sha256_file
     return sha256_file(path)[:16]
@@ -160,7 +160,7 @@ def _paste_video(base_video:Path, out:Path, pred, dub_clip, no_face, speech, s:D
     bar.close()
     return dict(passed_through=int(np.sum(no_face)))
 
-# %% ../nbs/70_dub.ipynb #c024
+# %% ../nbs/70_dub.ipynb #c025
 def dub_contact_sheet(real_video, # the real frames (ping-ponged to the dub's length)
                       dub, # the dubbed video
                       boxes, # (N, 3) crop boxes of the face
@@ -279,7 +279,7 @@ def dub_video(video, # the actor's video (any length; a few seconds are enough)
                    style_layer=style is not None, **pst, contact_sheet=str(summary_sheet) if contact_sheet else None, stage_seconds={k: round(v, 2) for k, v in timer.seconds.items()})
     return summary
 
-# %% ../nbs/70_dub.ipynb #c026
+# %% ../nbs/70_dub.ipynb #c027
 def _print_dub_summary(r:dict):
     print("\nstages:")
     for k, v in r['stage_seconds'].items(): print(f"  {k:<22} {v:8.1f} s")
@@ -295,7 +295,7 @@ def dub_cmd(video:str, # the actor's video
             prior:str='', # renderer prior (default: the shipped `prior_cpu`)
             iters:int=600, # adaptation iterations
             texture_only:bool=False, # adapt only the neural texture
-            tex_init:str='random', # the actor's new texture: random, or mean (the prior's mean texture)
+            tex_init:str='mean', # the actor's new texture: mean (the prior's mean texture) or random (the paper's)
             frames:int=0, # the actor's frames to adapt on (0: all)
             mix:str='auto', # mixed training with the prior's actors: on, off, auto
             style:bool=True, # the actor's style layer on the audio model
@@ -319,7 +319,7 @@ def dub_cmd(video:str, # the actor's video
     _print_dub_summary(r)
     return 0
 
-# %% ../nbs/70_dub.ipynb #c028
+# %% ../nbs/70_dub.ipynb #c029
 def write_mesh_overlay_video(track, # `dfe.tracking.Track`
                              video, # the tracked video
                              path, # output mp4
