@@ -4,7 +4,7 @@
 
 # %% ../nbs/73_batch.ipynb #c002
 from __future__ import annotations
-import os, re, sys, csv, ast, json, time, uuid, socket, importlib, threading, contextlib, traceback
+import os, re, sys, csv, ast, json, time, uuid, socket, hashlib, importlib, threading, contextlib, traceback
 from pathlib import Path
 from datetime import datetime
 from collections import Counter
@@ -14,8 +14,8 @@ from .core import (DfeError, InputFileError, check_input_file, atomic_write_json
 
 # %% auto #0
 __all__ = ['INPUT_COLUMNS', 'SPECIAL_COLUMNS', 'JOB_DIR_PARAMETER', 'DEFAULT_JOB_NOTEBOOK', 'default_job_notebook',
-           'notebook_parameters', 'parse_parameter', 'read_jobs', 'run_job', 'read_status', 'job_finished',
-           'summary_markdown', 'run_batch', 'batch_cmd']
+           'notebook_parameters', 'parse_parameter', 'read_jobs', 'notebook_digest', 'run_job', 'read_status',
+           'job_finished', 'summary_markdown', 'run_batch', 'batch_cmd']
 
 # %% ../nbs/73_batch.ipynb #c005
 INPUT_COLUMNS = ('video', 'audio')     # parameters naming input files: required when the notebook has them, checked, made absolute
@@ -224,6 +224,12 @@ def _error_of(e:BaseException) -> tuple:
     return _ANSI.sub('', line), '\n'.join(tb[-40:])
 
 # %% ../nbs/73_batch.ipynb #c022
+def notebook_digest(path) -> str:
+    "sha256 of a notebook's cell types and sources (outputs and metadata do not count)."
+    nb = json.loads(Path(path).read_text())
+    cells = [(c.get('cell_type'), ''.join(c.get('source', ''))) for c in nb.get('cells', [])]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+
 def run_job(job:dict) -> dict: # a job from `read_jobs` (plus optional `threads`, `timeout`)
     "Run one job's notebook with papermill into JOB/record.ipynb and write JOB/status.json; returns the status (never raises for a failing notebook)."
     with _JOB_LOCK: return _run_job(job)
@@ -232,7 +238,9 @@ def _run_job(job:dict) -> dict:
     import papermill as pm
     d = Path(job['dir']); d.mkdir(parents=True, exist_ok=True)
     threads = _job_threads(job)
-    status = dict(job=job['name'], state='running', notebook=job['notebook'], kernel=job['kernel'], parameters=job['parameters'],
+    from dfe import __version__
+    status = dict(job=job['name'], state='running', notebook=job['notebook'], notebook_digest=notebook_digest(job['notebook']),
+                  dfe_version=__version__, kernel=job['kernel'], parameters=job['parameters'],
                   host=socket.gethostname(), pid=os.getpid(), threads=threads, started=_now(), finished=None, seconds=None,
                   error=None, traceback=None, record=None)
     atomic_write_json(d/'status.json', status)
@@ -266,10 +274,12 @@ def read_status(job:dict) -> dict|None:
     except (FileNotFoundError, ValueError): return None
 
 def job_finished(job:dict) -> bool:
-    "Whether the job's folder holds a successful run of the same notebook with the same parameters."
+    "Whether the job's folder holds a successful run of the same notebook (path and code) with the same parameters."
     st = read_status(job)
-    return bool(st and st.get('state') == 'done' and st.get('notebook') == job['notebook']
-                and st.get('parameters') == _jsonable(job['parameters']) and (Path(job['dir'])/'record.ipynb').exists())
+    if not (st and st.get('state') == 'done' and st.get('notebook') == job['notebook']
+            and st.get('parameters') == _jsonable(job['parameters']) and (Path(job['dir'])/'record.ipynb').exists()): return False
+    try: return st.get('notebook_digest') == notebook_digest(job['notebook'])
+    except (OSError, ValueError): return False
 
 # %% ../nbs/73_batch.ipynb #c028
 @contextlib.contextmanager

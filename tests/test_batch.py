@@ -3,7 +3,7 @@ import os, json, pytest, nbformat
 from pathlib import Path
 from dfe.core import DfeError, InputFileError
 from dfe import batch
-from dfe.batch import read_jobs, run_batch, run_job, job_finished, read_status, batch_cmd, notebook_parameters
+from dfe.batch import read_jobs, run_batch, run_job, job_finished, read_status, batch_cmd, notebook_parameters, notebook_digest
 
 PARAMS = "video = ''\naudio = ''\nout = '.'\niters: int = 3\nfail = False\nfail_if = ''  # fail while this file exists"
 JOB_DIR_PARAMS = "video = ''\naudio = ''\nout = ''\njob_dir = ''"
@@ -89,6 +89,9 @@ def test_interrupted_job_is_not_finished(work):
     (d/'status.json').write_text(json.dumps(dict(state='running', notebook=job['notebook'], parameters=job['parameters'])))
     assert not job_finished(job)
     (d/'status.json').write_text(json.dumps(dict(state='done', notebook=job['notebook'], parameters=job['parameters'])))
+    assert not job_finished(job)          # no digest of the notebook that ran: it may have been another version
+    (d/'status.json').write_text(json.dumps(dict(state='done', notebook=job['notebook'], parameters=job['parameters'],
+                                                 notebook_digest=notebook_digest(job['notebook']))))
     assert job_finished(job)
 
 def test_dask_local_cluster(work):
