@@ -722,8 +722,13 @@ def table3(clips, prior, out=None, iters:int=1000,
     L.append("| speed-up | " + " | ".join(_fmt(v, 1) for v in t['speedup']) + " |")
     if not t["thresholds"]: L = [L[0], "No validation PSNR above the starting values: no thresholds."]
     h = t['headline']
-    L.append("\n" + (f"Speed-up at {h['threshold']:g} dB, the highest PSNR the baseline reaches: {_fmt(h['speedup'], 1)}×"
-                     f" ({_fmt(h['baseline'], 0)} vs {_fmt(h['prior'], 0)} iterations).\n" if h else "The baseline reaches none of the thresholds.\n"))
+    if not h: L.append("\nThe baseline reaches none of the thresholds.\n")
+    elif h['prior'] is None:
+        L.append(f"\nAt {h['threshold']:g} dB, the highest PSNR the baseline reaches ({_fmt(h['baseline'], 0)} iterations), the prior's "
+                 f"adaptation is not there within {iters} iterations: no speed-up.\n")
+    else:
+        L.append(f"\nSpeed-up at {h['threshold']:g} dB, the highest PSNR the baseline reaches: {_fmt(h['speedup'], 1)}×"
+                 f" ({_fmt(h['baseline'], 0)} vs {_fmt(h['prior'], 0)} iterations).\n")
     fig = go.Figure()
     for j, m in enumerate(('full', 'baseline')):
         for a_i, r in enumerate(runs[m]):
