@@ -219,7 +219,7 @@ def test_experiment_drivers_tiny(setup, tmp_path, monkeypatch):
     md = Path(r1['files']['markdown']).read_text()
     assert 'ours (texture only)' in md and 'PSNR' in md
     assert sorted(p.name for p in (tmp_path/'eval'/'runs'/'vox_h').iterdir()) == sorted(
-        f'{m}-{n}f' for m in ('full', 'texture', 'baseline') for n in ('10', 'all'))
+        f'{m}-{n}f-2it' for m in ('full', 'texture', 'baseline') for n in ('10', 'all'))
     # resumable: done runs are neither retrained nor re-scored
     boom = lambda *a, **k: (_ for _ in ()).throw(AssertionError('should not run'))
     for f in ('adapt', 'train_baseline', 'evaluate_predictions'): monkeypatch.setattr(E, f, boom)
@@ -231,20 +231,24 @@ def test_experiment_drivers_tiny(setup, tmp_path, monkeypatch):
     orig_adapt = E.adapt
     monkeypatch.setattr(E, 'adapt', lambda *a, **k: trained.append((Path(a[1]).name, k.get('mix'))) or orig_adapt(*a, **k))
     r4 = E.table4(frames=10, fid='none', **ex)
-    assert trained == [('nomix-10f', 'off')]
+    assert trained == [('nomix-10f-2it', 'off')]
     assert [(r['method'], r['frames']) for r in r4['rows']] == [('nomix', '10'), ('full', '10')]
-    assert json.loads((tmp_path/'eval'/'runs'/'vox_h'/'nomix-10f'/'run.json').read_text())['mix_clips'] == []
-    assert json.loads((tmp_path/'eval'/'runs'/'vox_h'/'full-10f'/'run.json').read_text())['mix_clips'] != []
+    assert json.loads((tmp_path/'eval'/'runs'/'vox_h'/'nomix-10f-2it'/'run.json').read_text())['mix_clips'] == []
+    assert json.loads((tmp_path/'eval'/'runs'/'vox_h'/'full-10f-2it'/'run.json').read_text())['mix_clips'] != []
     # figure 7: 1000 frames is more than the actor has, so it is the 'all' run, trained once
     trained.clear()
     r7 = E.figure7(frames=(5, 10, 1000, 0), fid='none', **ex)
-    assert trained == [('full-5f', 'on')]
+    assert trained == [('full-5f-2it', 'on')]
     assert [(r['method'], r['frames']) for r in r7['rows']] == [(m, f) for m in ('full', 'baseline') for f in ('5', '10', 'all')]
     assert Path(r7['files']['figure']).stat().st_size > 10000
     # table 3 from the validation logs of the 'all' runs (validation every iteration here)
     r3 = E.table3(frames=0, **{k: v for k, v in ex.items()})
-    assert r3['runs']['full'][0].endswith('full-allf') and r3['val_every'] == 1
+    assert r3['runs']['full'][0].endswith('full-allf-2it') and r3['val_every'] == 1
     assert len(r3['prior']) == len(r3['thresholds']) and 'speed-up' in Path(r3['files']['markdown']).read_text()
+    # a longer baseline continues the 2-iteration one (copied, then resumed), which stays as it was
+    r3b = E.table3(frames=0, **dict(ex, baseline_iters=3))
+    assert r3b['runs']['baseline'][0].endswith('baseline-allf-3it') and E.run_iterations(tmp_path/'eval'/'runs'/'vox_h'/'baseline-allf-2it') == 2
+    assert min(r['iter'] for r in E.read_log(r3b['runs']['baseline'][0], 'train')) == 1
 
 
 def test_cli_commands(setup, tmp_path, capsys):
@@ -256,7 +260,7 @@ def test_cli_commands(setup, tmp_path, capsys):
     assert E.evaluate_paper_cmd(**vars(args)) == 0
     out = capsys.readouterr().out
     assert 'Table 4 analog' in out and (tmp_path/'cli'/'table4.md').exists()
-    run = tmp_path/'cli'/'runs'/'vox_h'/'full-allf'                                  # 100 frames > the 70 available: 'all'
+    run = tmp_path/'cli'/'runs'/'vox_h'/'full-allf-1it'                              # 100 frames > the 70 available: 'all'
     assert E.evaluate_cmd(str(run), fid='none', progress=False) == 0
     assert 'psnr' in capsys.readouterr().out and json.loads((run/'metrics.json').read_text())['iters'] == 1
     with pytest.raises(DfeError, match='not held-out'):
