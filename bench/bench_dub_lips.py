@@ -20,15 +20,14 @@ import numpy as np
 from dfe.core import outputs_dir, atomic_write_json, atomic_write_text
 from dfe.io import read_audio
 from dfe.landmarks import detect_landmarks
-from dfe.tracking import inner_lip_gap
+from dfe.tracking import inner_lip_gap, _corr
 from dfe.imitator import load_audio2expr, predict_coefficients, JAW_OPEN
 from dfe.dub import pingpong_indices
 
 def corr(a, b) -> float|None:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0: return None
-    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+    "Pearson r over frames finite in both (None if undefined)."
+    r = _corr(a, b)
+    return None if np.isnan(r) else r
 
 def lip_gap_of(video) -> np.ndarray:
     lt = detect_landmarks(str(video), backend='facemesh', other_faces=False)
