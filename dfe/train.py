@@ -289,7 +289,8 @@ def export_prior_cmd(run:str='', # prior run folder or checkpoint (default: outp
     it = int(st.get('iter', st.get('meta', {}).get('iter', -1)))
     dst = Path(out) if out else repo_root()/'dfe'/'weights'/'prior_cpu.pt'
     d = renderer_state(r, actors=[], kind='prior', iter=it, actors_trained=sorted(st['textures']), source=str(src))
-    d['mean_texture'] = mean_texture(st).to(torch.float16)   # where `tex_init='mean'` starts a new actor
+    mean = mean_texture(st)
+    if mean is not None: d['mean_texture'] = mean.to(torch.float16)   # where `tex_init='mean'` starts a new actor
     _torch_save(d, dst)
     print(f"{dst}: prior at iteration {it}, {dst.stat().st_size:,} bytes, sha256 {sha256_file(dst)}")
     return 0
