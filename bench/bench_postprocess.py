@@ -73,6 +73,12 @@ def segmentation_variants(fr, crops, masks, boxes) -> dict:
                       agreement=float(np.mean(agree)), ms=ms[a])
     return out
 
+def mean_table(per_clip:dict, names) -> list:
+    "The `postprocess_table` rows averaged over clips ({clip: rows}), one per row name in `names`."
+    cols = [m for m in next(iter(per_clip.values()))[0] if m != 'name']
+    return [dict(name=k, **{m: float(np.mean([next(x for x in rows if x['name'] == k)[m] for rows in per_clip.values()])) for m in cols})
+            for k in names]
+
 def run(frames=40, table_frames=24, clips=None):
     folders = clip_folders(clips)
     seg, tab, timing, cpu = {}, {}, {}, {}
@@ -95,8 +101,7 @@ def run(frames=40, table_frames=24, clips=None):
     seg_mean = {v: {m: float(np.mean([seg[c][v][m] for c in seg])) for m in ('face_recall', 'flicker', 'agreement', 'ms')}
                 | dict(worst_face_recall=float(min(seg[c][v]['face_recall'] for c in seg)),
                        worst_clip=min(seg, key=lambda c: seg[c][v]['face_recall'])) for v in variants}
-    mean_rows = [dict(name=k, **{m: float(np.mean([next(x for x in tab[c] if x['name'] == k)[m] for c in tab]))
-                                 for m in tab[next(iter(tab))][0] if m != 'name'}) for k in POSTPROCESS_ROWS]
+    mean_rows = mean_table(tab, POSTPROCESS_ROWS)
     res = dict(what='dfe.postprocess on the cropped corpus (segmentation choice, Table 4 analog on simulated generated crops, time)',
                clips=[d.name for d in folders], frames=frames, table_frames=table_frames, crop_size=int(crops.shape[1]),
                segmentation=dict(mean=seg_mean, per_clip=seg), table=dict(mean=mean_rows, per_clip=tab),
@@ -135,8 +140,7 @@ def run_renderers(runs:list, max_frames:int=0) -> dict:
             r = {x['name']: x for x in tab}
             print(f"{key}  psnr {r['w/o post-processing']['psnr']:.2f} -> {r['full']['psnr']:.2f}  outline mae "
                   f"{r['w/o post-processing']['outline_mae']:.2f} -> {r['full']['outline_mae']:.2f}", flush=True)
-    mean_rows = [dict(name=k, **{m: float(np.mean([next(x for x in per[c] if x['name'] == k)[m] for c in per]))
-                                 for m in per[next(iter(per))][0] if m != 'name'}) for k in RENDERER_ROWS]
+    mean_rows = mean_table(per, RENDERER_ROWS)
     return dict(what="Table 4 analog (post-processing off/on) on trained renderers' re-enactment of held-out frames",
                 runs=[str(r) for r in runs], table=dict(mean=mean_rows, per_clip=per), created=time.strftime('%Y-%m-%dT%H:%M:%S'))
 
