@@ -628,6 +628,13 @@ def _collect(groups:dict, root:Path, specs:list, prior, cfgs:dict, val_frames:in
         rows.append(dict(method=meth, frames=_frames_label(n), **_mean_row(res)))
     return rows, per
 
+def _check_methods(methods) -> tuple:
+    "The methods as a tuple of `METHODS` keys (a comma-separated string is split), checked."
+    ms = tuple(m.strip() for m in (methods.split(',') if isinstance(methods, str) else methods) if m.strip())
+    bad = [m for m in ms if m not in METHODS]
+    if bad or not ms: raise DfeError(f"unknown methods {bad or ms!r}; known: {', '.join(METHODS)}")
+    return ms
+
 def _setup(clips, prior, out, iters, baseline_iters, cfg):
     groups = actor_clips(clips)
     root = Path(out) if out else outputs_dir()/'eval'
@@ -666,19 +673,22 @@ def table4(clips, prior, out=None, iters:int=1000,
 def figure7(clips, prior, out=None, iters:int=1000,
             frames=(25, 50, 100, 250, 0), # training-frame settings (0: all available)
             baseline_iters:int|None=None, cfg:TrainConfig|None=None, val_frames:int=0, fid:str='both', device=None,
-            progress:bool=False) -> dict:
+            progress:bool=False,
+            methods=('full', 'baseline'), # the methods compared (`METHODS` keys)
+           ) -> dict:
     "Figure 7 analog: quality against the number of training frames, ours vs the baseline."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+    methods = _check_methods(methods)
     groups, root, cfgs = _setup(clips, prior, out, iters, baseline_iters, cfg)
     rows, per = [], []
     for actor, folders in groups.items():          # frame settings that are the same run for this actor are trained once
         avail = available_frames(folders, val_frames)
         ns = list(dict.fromkeys(_effective(n, avail) for n in frames))
-        _, p = _collect({actor: folders}, root, [(m, n) for m in ('full', 'baseline') for n in ns], prior, cfgs, val_frames, fid, device, progress)
+        _, p = _collect({actor: folders}, root, [(m, n) for m in methods for n in ns], prior, cfgs, val_frames, fid, device, progress)
         per += p
     labels = sorted({p['frames'] for p in per}, key=lambda l: (l == 'all', int(l) if l != 'all' else 0))
-    for meth in ('full', 'baseline'):
+    for meth in methods:
         for lab in labels:
             res = [p for p in per if p['method'] == meth and p['frames'] == lab]
             if res: rows.append(dict(method=meth, frames=lab, **_mean_row(res)))
@@ -686,38 +696,42 @@ def figure7(clips, prior, out=None, iters:int=1000,
     names = dict((k, h) for k, h, _ in METRIC_COLUMNS)
     cols = 2
     fig = make_subplots(rows=math.ceil(len(metrics)/cols), cols=cols, subplot_titles=[names[m] for m in metrics])
-    for j, meth in enumerate(('full', 'baseline')):
+    for j, meth in enumerate(methods):
         for a_i, actor in enumerate(groups):
             ps = sorted((p for p in per if p['method'] == meth and p['actor'] == actor), key=lambda p: p['train_frames'])
             for i, m in enumerate(metrics):
                 fig.add_trace(go.Scatter(x=[p['train_frames'] for p in ps], y=[p[m] for p in ps], mode='lines+markers',
                                          name=f"{METHODS[meth]}" + (f" – {actor}" if len(groups) > 1 else ''),
-                                         legendgroup=f'{meth}{actor}', showlegend=i == 0, line=dict(color=_COLOURS[j], dash=('solid', 'dot', 'dash')[a_i % 3])),
+                                         legendgroup=f'{meth}{actor}', showlegend=i == 0, line=dict(color=_COLOURS[j % len(_COLOURS)], dash=('solid', 'dot', 'dash')[a_i % 3])),
                               i//cols + 1, i % cols + 1)
     fig.update_xaxes(type='log', title_text='training frames')
     fig.update_layout(title='Figure 7 analog: quality against training frames', height=320*math.ceil(len(metrics)/cols), margin=dict(l=10, r=10, t=70, b=10))
     md = (_header('Figure 7 analog: quality against the number of training frames', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                   FID_NOTE) + results_markdown(rows) + "\nPer actor:\n\n" + results_markdown([dict(p, method=f"{METHODS[p['method']]} – {p['actor']}") for p in per]))
-    data = dict(experiment='figure7', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE)
-    return dict(data, files=_write_outputs(root, 'figure7', md, data, fig))
+    name = 'figure7' if methods == ('full', 'baseline') else 'figure7-' + '-'.join(methods)
+    data = dict(experiment='figure7', methods=list(methods), prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE)
+    return dict(data, files=_write_outputs(root, name, md, data, fig))
 
 # %% ../nbs/50_evaluate.ipynb #c045
 def table3(clips, prior, out=None, iters:int=1000,
            baseline_iters:int|None=None, # iterations of the baseline (default: `iters`; it needs many more to reach high PSNRs)
            frames:int=0, # training frames (the paper: 1000, "not just due to limited data"; 0: all available)
            thresholds=None, # PSNR thresholds (default: whole dB the runs reach)
-           cfg:TrainConfig|None=None, val_frames:int=0, device=None, progress:bool=False) -> dict:
+           cfg:TrainConfig|None=None, val_frames:int=0, device=None, progress:bool=False,
+           method:str='full', # the adaptation from the prior compared with the baseline: 'full', 'nomix' or 'texture'
+          ) -> dict:
     "Table 3 analog: training iterations to reach each validation PSNR, prior vs baseline, and the speed-up."
     import plotly.graph_objects as go
+    if method == 'baseline' or method not in METHODS: raise DfeError(f"table3 compares an adaptation with the baseline: method must be one of full, nomix, texture, not {method!r}")
     groups, root, cfgs = _setup(clips, prior, out, iters, baseline_iters, cfg)
-    runs = {m: [train_run(f, root, m, frames, prior, cfgs[m], val_frames, device, progress) for f in groups.values()] for m in ('full', 'baseline')}
-    t = speedup_table(runs['full'], runs['baseline'], thresholds)
-    every = cfgs['full'].val_every
+    runs = {m: [train_run(f, root, m, frames, prior, cfgs[m], val_frames, device, progress) for f in groups.values()] for m in (method, 'baseline')}
+    t = speedup_table(runs[method], runs['baseline'], thresholds)
+    every = cfgs[method].val_every
     L = [_header('Table 3 analog: training iterations to reach a validation PSNR', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                  f"Validation every {every} iterations (the counts' resolution) on `val_windows` windows of the held-out frames; "
                  "iterations averaged over actors, a threshold counted only if every run reaches it."),
          "| method | " + " | ".join(f"{x:g} dB" for x in t['thresholds']) + " |", "|---|" + "---|"*len(t['thresholds'])]
-    for lab, k in (('baseline', 'baseline'), ('ours (prior)', 'prior')):
+    for lab, k in (('baseline', 'baseline'), (f"{METHODS[method]} (prior)", 'prior')):
         L.append(f"| {lab} | " + " | ".join(_fmt(v, 0) for v in t[k]) + " |")
     L.append("| speed-up | " + " | ".join(_fmt(v, 1) for v in t['speedup']) + " |")
     if not t["thresholds"]: L = [L[0], "No validation PSNR above the starting values: no thresholds."]
@@ -730,21 +744,21 @@ def table3(clips, prior, out=None, iters:int=1000,
         L.append(f"\nSpeed-up at {h['threshold']:g} dB, the highest PSNR the baseline reaches: {_fmt(h['speedup'], 1)}×"
                  f" ({_fmt(h['baseline'], 0)} vs {_fmt(h['prior'], 0)} iterations).\n")
     fig = go.Figure()
-    for j, m in enumerate(('full', 'baseline')):
+    for j, m in enumerate((method, 'baseline')):
         for a_i, r in enumerate(runs[m]):
             v = read_log(r, 'val')
             fig.add_trace(go.Scatter(x=[x['iter'] for x in v], y=[x['psnr'] for x in v], mode='lines+markers',
-                                     name=('ours (prior)' if m == 'full' else 'baseline') + (f" – {r.parent.name}" if len(groups) > 1 else ''),
+                                     name=(f"{METHODS[method]} (prior)" if m != 'baseline' else 'baseline') + (f" – {r.parent.name}" if len(groups) > 1 else ''),
                                      line=dict(color=_COLOURS[j], dash=('solid', 'dot', 'dash')[a_i % 3])))
     for x in t['thresholds']: fig.add_hline(y=x, line=dict(color='#bbb', width=1))
     fig.update_layout(title='Table 3 analog: validation PSNR against training iterations', xaxis_title='iteration', yaxis_title='PSNR (dB)',
                       height=420, margin=dict(l=10, r=10, t=60, b=10))
-    data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), val_every=every, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
-    return dict(data, files=_write_outputs(root, 'table3', '\n'.join(L) + '\n', data, fig))
+    data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), method=method, val_every=every, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
+    return dict(data, files=_write_outputs(root, 'table3' if method == 'full' else f'table3-{method}', '\n'.join(L) + '\n', data, fig))
 
 EXPERIMENTS = {'table1': table1, 'table3': table3, 'table4': table4, 'figure7': figure7}   # `dfe evaluate-paper` names
 
-# %% ../nbs/50_evaluate.ipynb #c051
+# %% ../nbs/50_evaluate.ipynb #c053
 def evaluate_cmd(run:str, # RUN: a training run folder (from `dfe adapt` or `dfe train-baseline`)
                  frames:str='val', # 'val' (the run's held-out frames), 'all', or N (the last N frames of each clip)
                  clips:str='', # evaluate on these clip folders instead (a clip folder or a folder of them; with frames all or N)
@@ -775,6 +789,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
                        batch_size:int=4, # training windows per iteration
                        val_every:int=100, # iterations between validations (table3's resolution)
                        val_frames:int=0, # held-out frames at the end of each actor's last clip (0: a fifth, at most 250)
+                       methods:str='', # figure7: the methods compared, comma-separated (default full,baseline); table3: the adaptation compared with the baseline (default full)
                        device:str='', progress:bool=True):
     "Reproduce a paper experiment on held-out actors: train/resume the runs, score them, write tables (md, json) and plotly figures."
     from dfe.data import DEFAULT_HELDOUT_IDENTITIES
@@ -796,6 +811,8 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
             fl = _int_list(frames)
             kw['frames'] = fl if n in ('table1', 'figure7') else fl[0]
         if n == 'table3' and thresholds: kw['thresholds'] = [float(x) for x in thresholds.split(',') if x.strip()]
+        if methods and n == 'figure7': kw['methods'] = _check_methods(methods)
+        if methods and n == 'table3': kw['method'] = _check_methods(methods)[0]
         res = EXPERIMENTS[n](**kw)
         print(open(res['files']['markdown']).read())
         for k, p in res['files'].items(): print(f"  {k}: {p}")
