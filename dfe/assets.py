@@ -111,9 +111,9 @@ register_asset('face_landmarker', 'face_landmarker.task',
     size=3_758_596, licence='Apache-2.0', source='MediaPipe models (storage.googleapis.com/mediapipe-models)',
     description='MediaPipe Face Landmarker v2: face detector, 478 landmarks, 52 blendshape scores, face transform')
 register_asset('audio2expr', 'audio2expr.pt',
-    'de44b1705edce75f605961d5513450f964cde914c565c93276a63b2af049e616', size=221_235, licence='Apache-2.0',
-    source='trained by dfe (nbs/41_imitator.ipynb, `dfe train-audio`) on the tracked corpus clips of the training identities',
-    description='audio-to-expression transformer: log-mel speech -> 29 ICT mouth/jaw coefficients at 25 fps',
+    '7f86e6d0f030db540da2862c3c989f0feaeec5648f979d872d3d02ce8f698e89', size=221_043, licence='Apache-2.0',
+    source='trained by dfe (nbs/41_imitator.ipynb, `dfe train-audio --all-identities`) on the tracked corpus clips of all identities but the held-out ones',
+    description='audio-to-expression transformer: log-mel speech -> 29 ICT mouth/jaw coefficients at 25 fps, smoothed over time (σ 1.5 frames)',
     repo_path='dfe/weights/audio2expr.pt');
 register_asset('prior_cpu', 'prior_cpu.pt',
     'aadf6edfbce128617fca4d4f364a58f54c9749fbb45ea1a7f5003213876d87ff', size=5_408_859, licence='Apache-2.0',

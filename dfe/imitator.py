@@ -82,6 +82,7 @@ class Audio2ExprConfig:
     dropout:float = 0.3
     context:int = 25              # attention radius in frames (each side)
     names:tuple = MOUTH_NAMES     # output coefficients (ICT names)
+    smooth:float = 0.0            # Gaussian σ (frames) over time applied to the predictions by `predict_coefficients` (0: none)
 
 def band_mask(n:int, radius:int, device=None) -> torch.Tensor:
     "(n, n) boolean attention mask, True where |i - j| > radius (not attended)."
@@ -128,7 +129,14 @@ def predict_coefficients(model:Audio2Expr, # trained model
                          chunk:int=500, # frames per chunk for long inputs
                          device=None, # torch device (default: the model's)
                         ) -> np.ndarray: # (n_frames, C) float32
-    "The model's coefficients for every 25 fps frame of `wave`."
+    "The model's coefficients for every 25 fps frame of `wave` (smoothed over time if the model's `config.smooth` > 0)."
+    out = _predict(model, wave, n_frames, chunk, device)
+    if model.config.smooth > 0:
+        from scipy.ndimage import gaussian_filter1d
+        out = gaussian_filter1d(out, model.config.smooth, axis=0, mode='nearest').astype(np.float32)
+    return out
+
+def _predict(model, wave, n_frames, chunk, device) -> np.ndarray:
     if n_frames is None: n_frames = int(round(len(wave)/640))
     if n_frames <= 0: raise DfeError("the speech is shorter than one video frame (40 ms)")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
@@ -146,7 +154,7 @@ def predict_coefficients(model:Audio2Expr, # trained model
             return torch.cat(out).cpu().numpy()
     finally: model.train(was)
 
-# %% ../nbs/41_imitator.ipynb #c017
+# %% ../nbs/41_imitator.ipynb #c019
 @dataclass
 class StyleLayer:
     "Per-coefficient linear map `clip(scale·y + offset, 0, 1)`: one actor's speaking style."
@@ -196,7 +204,7 @@ def fit_style(predicted, # (N, C) the generic model's coefficients on the actor'
     a = np.maximum((slope + strength)/(1 + strength), min_scale)
     return StyleLayer(a.astype(np.float32), (gm - a*pm).astype(np.float32), tuple(names))
 
-# %% ../nbs/41_imitator.ipynb #c020
+# %% ../nbs/41_imitator.ipynb #c022
 @dataclass
 class SpeechClip:
     "One clip's speech and the tracked expression of its frames (25 fps)."
@@ -280,7 +288,7 @@ def synthetic_clips(n:int=4, # clips
         out.append(SpeechClip(f'synth{seed}_{c}', f'synth{seed}_{c}', wave, expr, np.ones(N, bool), 0.1*expr[:, jaw]))
     return out
 
-# %% ../nbs/41_imitator.ipynb #c023
+# %% ../nbs/41_imitator.ipynb #c025
 @dataclass
 class TrainSettings:
     "Training knobs of `train_audio2expr`."
@@ -494,7 +502,7 @@ def _train(train, val, face, s, c, log_path, progress):
     if best_state is not None: model.load_state_dict(best_state)
     return model.eval(), hist
 
-# %% ../nbs/41_imitator.ipynb #c027
+# %% ../nbs/41_imitator.ipynb #c029
 def lag_correlations(a, # (N,) a signal (NaN: missing)
                      b, # (N,) another
                      max_lag:int, # largest lag (frames)
@@ -526,7 +534,7 @@ def estimate_av_offset(cue, # (N,) speech cue per frame: a model's jawOpen on th
     f = lambda v: None if not np.isfinite(v) else round(float(v), 4)
     return dict(offset=k - max_offset, r=f(c[k]), r0=f(r0), curve=[f(v) for v in c])
 
-# %% ../nbs/41_imitator.ipynb #c029
+# %% ../nbs/41_imitator.ipynb #c031
 def clip_mouth_signals(clip:SpeechClip) -> list:
     "The clip's mouth-opening signals: tracked jawOpen and (if known) the detected lip gap, NaN on unusable frames."
     jaw = np.where(clip.valid, clip.coefficients[:, JAW_OPEN], np.nan)
@@ -565,7 +573,7 @@ def shift_targets(clip:SpeechClip, # a clip
     return SpeechClip(clip.id, clip.identity, clip.wave, clip.expression[src].copy(), clip.valid[src] & ok,
                       None if clip.lip_gap is None else np.where(ok, clip.lip_gap[src], np.nan).astype(np.float32))
 
-# %% ../nbs/41_imitator.ipynb #c033
+# %% ../nbs/41_imitator.ipynb #c035
 def best_step(hist:list, select:str) -> int:
     "The step whose state `train_audio2expr` kept, from its history."
     if select == 'last': return hist[-1]['step']
@@ -602,7 +610,7 @@ def train_with_av_offsets(train:list, # `SpeechClip`s to train on
     model, hist = train_audio2expr(train, val, face, s, config, log_path=log_path, progress=progress)
     return model, hist, offsets
 
-# %% ../nbs/41_imitator.ipynb #c036
+# %% ../nbs/41_imitator.ipynb #c038
 CHECKPOINT_FORMAT = 'dfe.audio2expr/1'
 
 def save_audio2expr(model:Audio2Expr, path, meta:dict|None=None) -> Path:
@@ -636,7 +644,7 @@ def load_audio2expr(path=None, # checkpoint (default: the shipped `audio2expr` a
     m.meta = ck.get('meta', {})
     return m.to(get_device(device)).eval()
 
-# %% ../nbs/41_imitator.ipynb #c041
+# %% ../nbs/41_imitator.ipynb #c043
 def _wave_of(audio) -> np.ndarray:
     from dfe.io import read_audio
     if isinstance(audio, (str, Path)): return read_audio(check_input_file(audio))
@@ -674,15 +682,17 @@ def fit_actor_style(track, # the actor's `Track`
                     wave=None, # the clip's own speech (default: read from `track.source`)
                     frames=None, # frames to fit on (slice or index array; default all valid)
                     strength:float=0.3, # shrinkage of the slopes towards 1 (`fit_style`)
+                    sync:bool=True, # first measure the recording's audio/video offset (`clip_av_offset`, the model as the cue) and fit on realigned frames
                    ) -> StyleLayer:
     "The actor's style layer, fitted on their own clip's speech and tracked coefficients."
     clip = speech_clip_from_track(track, wave)
+    if sync: clip = shift_targets(clip, clip_av_offset(clip, model)['offset'])
     p = predict_coefficients(model, clip.wave, len(clip))
     sel = np.arange(len(clip))[frames] if frames is not None else np.arange(len(clip))
     cols = [ICT_EXPRESSION_NAMES.index(k) for k in model.config.names]
     return fit_style(p[sel], clip.expression[sel][:, cols], clip.valid[sel], strength, model.config.names)
 
-# %% ../nbs/41_imitator.ipynb #c045
+# %% ../nbs/41_imitator.ipynb #c047
 def lip_gap(face, expression) -> np.ndarray:
     "(N,) distance (mm) between MediaPipe's inner-lip centre points 13 and 14 on the mesh of each expression (identity 0)."
     e = torch.as_tensor(np.asarray(expression, np.float32), device=face.neutral.device)
@@ -700,23 +710,29 @@ def evaluate_clip(model:Audio2Expr, clip:SpeechClip, face, fit_fraction:float=0.
     "Score the methods on the part of `clip` after its first `fit_fraction` (the style layer's and actor mean's fitting part)."
     N = len(clip); k = int(N*fit_fraction)
     pred = predict_coefficients(model, clip.wave, N)
-    res = _score_methods(model, clip, pred, face, k, strength)
+    off = clip_av_offset(_first_frames(clip, k), model, max_offset, max_spread=None)['offset'] if max_offset else 0   # a few seconds: too short to check on halves
+    res = _score_methods(model, clip, pred, face, k, strength, off)
     if max_offset:
-        ms = clip_mouth_signals(clip)
-        off = estimate_av_offset(pred[:k, JAW_OPEN], [m[:k] for m in ms], max_offset)['offset']
         whole = clip_av_offset(clip, model, max_offset)
         res['av_offset'] = dict(fit_part=off, whole=whole['measured'], halves=whole['halves'], r=whole['r'], r0=whole['r0'])
         sync = _score_methods(model, shift_targets(clip, off), pred, face, k, strength)
         res['synced'] = {m: sync[m] for m in ('generic', 'styled')}
     return res
 
-def _score_methods(model, clip, pred, face, k:int, strength:float) -> dict:
+def _first_frames(clip:SpeechClip, k:int) -> SpeechClip:
+    "The clip's first k frames (and their speech)."
+    return SpeechClip(clip.id, clip.identity, clip.wave[:k*640], clip.expression[:k], clip.valid[:k], None if clip.lip_gap is None else clip.lip_gap[:k])
+
+def _score_methods(model, clip, pred, face, k:int, strength:float,
+                   fit_offset:int=0, # the style layer is fitted with the fitting part's targets shifted by this (as `fit_actor_style` does)
+                  ) -> dict:
     "`evaluate_clip`'s scores of every method on frames k… of `clip` given the model's prediction `pred`."
     N, cols = len(clip), list(MOUTH_INDICES)
     g = clip.coefficients
     fit_ok = clip.valid[:k]
     if fit_ok.sum() < 2: raise DfeError(f"{clip.id}: fewer than 2 valid frames in the fitting part")
-    style = fit_style(pred[:k], g[:k], fit_ok, strength)
+    fc = shift_targets(_first_frames(clip, k), fit_offset)
+    style = fit_style(pred[:k], fc.coefficients, fc.valid, strength)
     test = np.arange(k, N)[clip.valid[k:]]
     outs = dict(mean_corpus=np.tile(model.mean.cpu().numpy(), (N, 1)), mean_actor=np.tile(g[:k][fit_ok].mean(0), (N, 1)),
                 generic=pred, generic_offset=np.clip(pred - pred[:k][fit_ok].mean(0) + g[:k][fit_ok].mean(0), 0, 1), styled=style(pred))
@@ -754,7 +770,7 @@ def summarize(rows:list) -> dict:
     if rows and all('synced' in r for r in rows): out['synced'] = mean(lambda r: r['synced'])
     return out
 
-# %% ../nbs/41_imitator.ipynb #c048
+# %% ../nbs/41_imitator.ipynb #c050
 def speech_motion_stats(wave, # (n,) 16 kHz speech
                         jaw, # (N,) jawOpen per 25 fps frame
                        ) -> dict:
@@ -774,7 +790,7 @@ def speech_motion_check(model:Audio2Expr, wave) -> dict:
     c = predict_coefficients(model, w)
     return dict(seconds=round(len(w)/16000, 2), **speech_motion_stats(w, c[:, JAW_OPEN]))
 
-# %% ../nbs/41_imitator.ipynb #c051
+# %% ../nbs/41_imitator.ipynb #c053
 def _fmt(v, nd=2): return '–' if v is None else f"{v:.{nd}f}"
 
 def metrics_markdown(m:dict) -> str:
@@ -834,7 +850,9 @@ def evaluate_audio2expr(model:Audio2Expr|None=None, # model (default: the shippe
     res = dict(checkpoint=str(checkpoint) if checkpoint else '(in memory)',
                checkpoint_sha256=sha256_file(checkpoint) if checkpoint else '',
                protocol=(f"Held-out identities' clips with their own speech; style layer (strength {strength}) and actor mean fitted on "
-                         f"the first {fit_fraction:.0%} of each clip's frames, all methods scored on the rest. LVE: max over the "
+                         f"the first {fit_fraction:.0%} of each clip's frames (the style layer on frames realigned by the audio/video offset "
+                         f"measured there, as `fit_actor_style` does for a dub), all methods scored on the rest. "
+                         f"Model smoothing σ = {model.config.smooth:g} frames. LVE: max over the "
                          f"{len(landmark_region_vertices(face))} lip-region vertices of ICT (triangles of MediaPipe's 40 lip landmarks), mm, "
                          f"mean over frames, then over clips."),
                summary=summarize(rows), clips=rows)
@@ -858,7 +876,7 @@ def evaluate_audio_cmd(checkpoint:str='', # checkpoint (default: the shipped mod
     print(metrics_markdown(res))
     return 0
 
-# %% ../nbs/41_imitator.ipynb #c053
+# %% ../nbs/41_imitator.ipynb #c055
 def animate_cmd(trackdir:str, # folder with the actor's track.npz (from `dfe track`), or the track.npz itself
                 audio:str, # new speech (any media file with audio)
                 out:str='', # output folder (default: outputs/animate/<track name>)
@@ -900,7 +918,7 @@ def animate_cmd(trackdir:str, # folder with the actor's track.npz (from `dfe tra
     print(f"{len(new)} frames ({met['seconds']} s) -> {out_dir/'track.npz'}")
     return 0
 
-# %% ../nbs/41_imitator.ipynb #c055
+# %% ../nbs/41_imitator.ipynb #c057
 CHECK_AUDIO, CHECK_SECONDS = 'audio/hdtf_radio31_000.wav', 4.0
 
 def check_prediction(model:Audio2Expr) -> list:
@@ -929,22 +947,25 @@ def train_audio_cmd(out:str='', # output folder (default outputs/audio2expr/trai
                     seed:int=0, # random seed (data order, augmentation, initialisation, validation split)
                     tracking:str='', # folder of the corpus's tracks (default outputs/tracking)
                     av_offsets:str='model', # per-clip audio/video offsets of the targets: 'model' (a sync model's), 'envelope' or 'none'
+                    all_identities:bool=False, # train on the validation identities too (the shipped model: steps and smoothing are chosen on a split run first); no validation numbers
+                    smooth:float=1.5, # Gaussian σ (frames) the model's predictions are smoothed with (`Audio2ExprConfig.smooth`; chosen on the validation identities)
                    ):
     "Train the audio-to-expression model on the tracked training clips (targets corrected for each clip's audio/video offset): audio2expr.pt, train_log.jsonl, train.json."
     out_dir = Path(out) if out else outputs_dir()/'audio2expr'/'train'
     tr_ids, va_ids = training_split(seed)
+    if all_identities: tr_ids, va_ids = tr_ids + va_ids, []
     train = load_tracked_clips(tr_ids, tracking or None)
     val = load_tracked_clips(va_ids, tracking or None)
-    if not train or not val: raise DfeError(f"need tracked training and validation clips (found {len(train)} and {len(val)}); run `dfe track-corpus`")
+    if not train or (va_ids and not val): raise DfeError(f"need tracked training and validation clips (found {len(train)} and {len(val)}); run `dfe track-corpus`")
     face = load_face_model(parts=('face',), device='cpu')
-    s, c = TrainSettings(steps=steps, seed=seed, av_offsets=av_offsets), Audio2ExprConfig()
+    s, c = TrainSettings(steps=steps, seed=seed, av_offsets=av_offsets), Audio2ExprConfig(smooth=smooth)
     t0 = time.perf_counter()
     model, hist, offsets = train_with_av_offsets(train, val, face, s, c, log_path=out_dir/'train_log.jsonl')
     model = round_to_checkpoint(model.cpu())
     enc = speech_encoder(c.encoder)
     val = [shift_targets(v, offsets[v.id]['offset'] if v.id in offsets else 0) for v in val]
-    val_numbers = _validate(model, [_plain(v, enc) for v in val], mouth_basis(face), mouth_basis(face, MEDIAPIPE_LIPS))
-    meta = dict(settings=asdict(s), train_clips=[t.id for t in train], val_clips=[v.id for v in val],
+    val_numbers = _validate(model, [_plain(v, enc) for v in val], mouth_basis(face), mouth_basis(face, MEDIAPIPE_LIPS)) if val else None
+    meta = dict(settings=asdict(s), all_identities=all_identities, train_clips=[t.id for t in train], val_clips=[v.id for v in val],
                 av_offsets={k: {n: o[n] for n in ('offset', 'measured', 'halves', 'r', 'r0', 'cue')} for k, o in offsets.items()},
                 tracker_versions=tracker_versions([t.id for t in train + val], tracking or None),
                 train_seconds=round(sum(len(t) for t in train)/25, 1), val_seconds=round(sum(len(v) for v in val)/25, 1),
@@ -958,7 +979,7 @@ def train_audio_cmd(out:str='', # output folder (default outputs/audio2expr/trai
                           av_offsets={k: o['offset'] for k, o in offsets.items()}), indent=1))
     return 0
 
-# %% ../nbs/41_imitator.ipynb #c057
+# %% ../nbs/41_imitator.ipynb #c059
 def jaw_open_figure(ev:dict, # one clip's result from `evaluate_clip` (or `metrics.json`'s `clips`)
                     fps:float=25.0):
     "Plotly figure: waveform envelope, tracked vs predicted jawOpen over time."
