@@ -7,12 +7,17 @@ fitting) and on the validation identities of the shipped model's training (`trai
    validation identities, never on the held-out ones);
 2. ensemble: the mean prediction of the shipped model and the checkpoints given with `--checkpoints`
    (e.g. `dfe train-audio --seed 1 -o outputs/audio2expr/exp_seed1`), alone and smoothed;
-3. style fit: the actor's style layer fitted by least squares (`fit_style`, the shipped choice) or by matching
-   moments (scale = tracked std / predicted std): LVE against how much jawOpen moves (std ratio to the tracked).
+3. style fit: the actor's style layer fitted by least squares (`fit_style`) or by matching moments (scale = tracked
+   std / predicted std), and on frames realigned by the recording's audio/video offset (as `fit_actor_style` does)
+   at articulations 0 (least squares), 0.25 … 1 (moments): LVE against how much jawOpen moves (std ratio to the tracked).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_audio_variants.py [--checkpoints a.pt,b.pt] [--train-json PATH]
+The base model is a split run's checkpoint by default (`outputs/audio2expr/train`, from `dfe train-audio`): σ must be
+chosen on identities the model never learnt from. The shipped model (`--model shipped`; trained with `--all-identities`,
+smoothing built in) has no validation identities: its run measures the style fits only (σ sweep on top of its own).
 
-Writes outputs/bench/audio_variants.json (atomically) and prints a summary.
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_audio_variants.py [--model PATH] [--checkpoints a.pt,b.pt] [--train-json PATH]
+
+Writes outputs/bench/audio_variants.json (audio_variants_shipped.json with `--model shipped`; atomically) and prints a summary.
 """
 from __future__ import annotations
 import argparse, json, time
@@ -21,22 +26,26 @@ from scipy.ndimage import gaussian_filter1d
 from dfe.core import outputs_dir, atomic_write_json
 from dfe.data import load_manifest, DEFAULT_HELDOUT_IDENTITIES
 from dfe.imitator import (load_audio2expr, load_tracked_clips, predict_coefficients, fit_style, StyleLayer, lip_vertex_error,
-                          load_face_model, MOUTH_INDICES, JAW_OPEN, _corr)
+                          load_face_model, clip_av_offset, shift_targets, MOUTH_INDICES, JAW_OPEN, _corr, _first_frames)
 
 SIGMAS = (0, 1, 1.5, 2, 3)
+ARTICULATIONS = (0, 0.25, 0.5, 0.75, 1)
 
 def smooth(p, s): return gaussian_filter1d(p, s) if s else p
 
-def run(checkpoints=(), train_json=None) -> dict:
-    models = [load_audio2expr(device='cpu')] + [load_audio2expr(c, device='cpu') for c in checkpoints]
+def run(model=None, checkpoints=(), train_json=None) -> dict:
+    split = outputs_dir()/'audio2expr'/'train'
+    model = model or split/'audio2expr.pt'
+    models = [load_audio2expr(None if model == 'shipped' else model, device='cpu')] + [load_audio2expr(c, device='cpu') for c in checkpoints]
     face = load_face_model(parts=('face',), device='cpu')
-    tj = json.loads(open(train_json or outputs_dir()/'audio2expr'/'train'/'train.json').read())
+    # σ is chosen on the base model's validation identities; a model trained on all of them (the shipped one) has none: no choice (σ 0)
+    val_ids = models[0].meta.get('val_clips') if train_json is None else json.loads(open(train_json).read())['val_clips']
     val = {}
-    for c in load_tracked_clips(tj['val_clips']):
+    for c in load_tracked_clips(val_ids or []):
         p, t, v = predict_coefficients(models[0], c.wave, len(c))[:, JAW_OPEN], c.coefficients[:, JAW_OPEN], c.valid
         val[c.id] = {str(s): _corr(smooth(p, s)[v], t[v]) for s in SIGMAS}
-    val_mean = {str(s): float(np.mean([r[str(s)] for r in val.values()])) for s in SIGMAS}
-    best = max(SIGMAS, key=lambda s: val_mean[str(s)])
+    val_mean = {str(s): float(np.mean([r[str(s)] for r in val.values()])) for s in SIGMAS} if val else None
+    best = max(SIGMAS, key=lambda s: val_mean[str(s)]) if val else 0
     ids = [c.id for c in load_manifest() if c.identity in DEFAULT_HELDOUT_IDENTITIES]
     held, cols = {}, list(MOUTH_INDICES)
     for c in load_tracked_clips(ids):
@@ -49,11 +58,11 @@ def run(checkpoints=(), train_json=None) -> dict:
         ens = np.mean([p[:, JAW_OPEN] for p in preds], 0)
         row.update(ensemble=r(ens), ensemble_smoothed=r(smooth(ens, best)))
         g, ok, pred = c.coefficients, c.valid[:k], preds[0]
-        ls = fit_style(pred[:k], g[:k], ok, 0.3)
-        a = np.clip(g[:k][ok].std(0)/np.maximum(pred[:k][ok].std(0), 1e-6), 0.5, 4)
-        mom = StyleLayer(a.astype(np.float32), (g[:k][ok].mean(0) - a*pred[:k][ok].mean(0)).astype(np.float32))
+        fit = _first_frames(c, k); fit = shift_targets(fit, clip_av_offset(fit, models[0], max_spread=None)['offset'])
+        styles = {'least_squares': fit_style(pred[:k], g[:k], ok, 0.3), 'moments': fit_style(pred[:k], g[:k], ok, 0.3, articulation=1)}
+        styles.update({f'synced_articulation_{al:g}': fit_style(pred[:k], fit.coefficients, fit.valid, 0.3, articulation=al) for al in ARTICULATIONS})
         test = np.arange(k, N)[c.valid[k:]]; ref = c.expression[test]
-        for name, st in (('least_squares', ls), ('moments', mom)):
+        for name, st in styles.items():
             y = st(pred); e = ref.copy(); e[:, cols] = y[test]
             row[f'style_{name}'] = dict(lve_mm=float(lip_vertex_error(face, e, ref).mean()),
                                         jaw_std_ratio=float(y[test, JAW_OPEN].std()/max(g[test, JAW_OPEN].std(), 1e-6)))
@@ -66,17 +75,18 @@ def run(checkpoints=(), train_json=None) -> dict:
                                  ensemble=mean(lambda r: r['ensemble']), ensemble_smoothed=mean(lambda r: r['ensemble_smoothed']),
                                  style={n: dict(lve_mm=mean(lambda r: r[f'style_{n}']['lve_mm']),
                                                 jaw_std_ratio=mean(lambda r: r[f'style_{n}']['jaw_std_ratio']))
-                                        for n in ('least_squares', 'moments')}))
+                                        for n in styles}))
     return dict(what='audio-to-expression variants (smoothing, ensembles, style-layer fit) on held-out and validation identities',
-                checkpoints=['(shipped)'] + list(checkpoints), summary=summary, val_clips=val, held_out_clips=held,
+                checkpoints=[str(model)] + list(checkpoints), summary=summary, val_clips=val, held_out_clips=held,
                 created=time.strftime('%Y-%m-%dT%H:%M:%S'))
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--model', default='', help="base checkpoint: a split run with validation identities (default outputs/audio2expr/train/audio2expr.pt), or 'shipped'")
     ap.add_argument('--checkpoints', default='', help='comma-separated extra audio2expr checkpoints for the ensemble')
-    ap.add_argument('--train-json', default='', help="the shipped model's train.json (its validation clips)")
+    ap.add_argument('--train-json', default='', help="a train.json whose validation clips choose σ (default: the base model's own)")
     a = ap.parse_args()
-    res = run([c for c in a.checkpoints.split(',') if c], a.train_json or None)
-    out = outputs_dir()/'bench'/'audio_variants.json'
+    res = run(a.model or None, [c for c in a.checkpoints.split(',') if c], a.train_json or None)
+    out = outputs_dir()/'bench'/('audio_variants_shipped.json' if a.model == 'shipped' else 'audio_variants.json')
     atomic_write_json(out, res)
     print(json.dumps(res['summary'], indent=1)); print(f"wrote {out}")

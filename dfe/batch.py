@@ -282,15 +282,52 @@ def job_finished(job:dict) -> bool:
     except (OSError, ValueError): return False
 
 # %% ../nbs/73_batch.ipynb #c028
+def _kill_tree(pid:int, sig=None):
+    "Send `sig` (default SIGKILL) to the children of process `pid` (recursively), then to `pid` itself."
+    import psutil, signal
+    try: p = psutil.Process(pid)
+    except psutil.NoSuchProcess: return
+    for c in p.children(recursive=True) + [p]:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied): c.send_signal(sig or signal.SIGKILL)
+
+def _worker_init():
+    "Pool workers stop with the batch: they get SIGTERM when the `dfe batch` process dies (Linux), and on SIGTERM they kill their job's kernel before exiting."
+    import signal
+    def stop(*_):
+        import psutil
+        for c in psutil.Process().children(): _kill_tree(c.pid)
+        os._exit(143)
+    signal.signal(signal.SIGTERM, stop)
+    if sys.platform.startswith('linux'):
+        with contextlib.suppress(Exception):
+            import ctypes
+            ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+            if os.getppid() == 1: stop()   # the parent died before the call
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    "Within the block, SIGTERM (e.g. `kill PID`) raises `SystemExit` in the main thread, so cleanup code runs."
+    import signal
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def handler(*_): raise SystemExit(143)
+    old = signal.signal(signal.SIGTERM, handler)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
+
 @contextlib.contextmanager
 def _executor(kind:str, workers:int, scheduler:str=''):
     "Yield `(submit(fn, job) -> future, as_completed, worker processes per host)` for a process pool or a Dask client."
     if kind == 'local':
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
-        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'))
-        try: yield ex.submit, as_completed, {}
-        except BaseException: ex.shutdown(wait=False, cancel_futures=True); raise
+        ex = ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=importlib.import_module('dfe.batch')._worker_init)   # by module path: picklable from a notebook too
+        try:
+            with _sigterm_raises(): yield ex.submit, as_completed, {}
+        except BaseException:   # interrupted (Ctrl-C, kill): no job keeps running without the batch
+            procs = list((getattr(ex, '_processes', None) or {}).values())
+            ex.shutdown(wait=False, cancel_futures=True)
+            for p in procs: _kill_tree(p.pid)
+            raise
         else: ex.shutdown(wait=True)
     elif kind == 'dask':
         try: from distributed import Client, LocalCluster, as_completed

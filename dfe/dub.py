@@ -59,6 +59,7 @@ class DubSettings:
     frames:int = 0              # the actor's frames to adapt on, from the start (0: all)
     mix:str = 'auto'            # mixed batches with the prior's actors: 'on', 'off', 'auto' (on if the prior's clips are available)
     style:bool = True           # the actor's style layer on the audio model (fitted on the video's own speech)
+    articulation:float = 0.5    # the style layer's scales from least squares (0) towards the actor's own spread of motion (1); `fit_style`
     postprocess:bool = True     # keep the real background where both segmentations say background (§3.7)
     paste:str = 'mask'          # paste region: 'mask' (the renderer's input-mask region, eroded a little) or 'box' (the whole crop)
     colour_match:bool = True    # match colours at the paste seam
@@ -70,6 +71,7 @@ class DubSettings:
         if self.iters < 0: raise DfeError(f"iters must be ≥ 0, got {self.iters}")
         if self.mix not in ('on', 'off', 'auto'): raise DfeError(f"mix must be 'on', 'off' or 'auto', got {self.mix!r}")
         if self.paste not in ('mask', 'box'): raise DfeError(f"paste must be 'mask' or 'box', got {self.paste!r}")
+        if not 0 <= self.articulation <= 1: raise DfeError(f"articulation must be in [0, 1], got {self.articulation}")
 
     def adapt_key(self, prior_sha:str, crop_key:str) -> str:
         "Key of the cached adaptation: the prior, the actor's clip folder and the adaptation settings."
@@ -243,7 +245,7 @@ def dub_video(video, # the actor's video (any length; a few seconds are enough)
     with timer('animate'):
         style = None
         if s.style:
-            try: style = fit_actor_style(track, a2e)
+            try: style = fit_actor_style(track, a2e, articulation=s.articulation)
             except (NoAudioStreamError, DfeError) as e: print(f"style layer: not fitted ({e}); using the generic audio model")
         new = animate_track(track, speech, a2e, style=style, device=dev)
     tmp = Path(tempfile.mkdtemp(prefix=f'dub-{out.stem}-', dir=work))
@@ -299,6 +301,7 @@ def dub_cmd(video:str, # the actor's video
             frames:int=0, # the actor's frames to adapt on (0: all)
             mix:str='auto', # mixed training with the prior's actors: on, off, auto
             style:bool=True, # the actor's style layer on the audio model
+            articulation:float=0.5, # the style layer's motion: 0 least squares (smallest error) … 1 the actor's own spread
             postprocess:bool=True, # keep the real background where both segmentations say background
             paste:str='mask', # paste region: mask (the lower face) or box (the whole crop)
             colour_match:bool=True, # colour matching at the seam
@@ -311,8 +314,8 @@ def dub_cmd(video:str, # the actor's video
            ) -> int:
     "Dub VIDEO with the speech AUDIO; write the mp4, a contact sheet and a summary JSON beside it."
     out = Path(out) if out else outputs_dir()/'dub'/f"{Path(video).stem}_{Path(audio).stem}.mp4"
-    s = DubSettings(prior=prior, iters=iters, texture_only=texture_only, tex_init=tex_init, frames=frames, mix=mix, style=style, postprocess=postprocess,
-                    paste=paste, colour_match=colour_match, watermark=watermark, crf=crf)
+    s = DubSettings(prior=prior, iters=iters, texture_only=texture_only, tex_init=tex_init, frames=frames, mix=mix, style=style, articulation=articulation,
+                    postprocess=postprocess, paste=paste, colour_match=colour_match, watermark=watermark, crf=crf)
     r = dub_video(video, audio, out, s, work_dir=work_dir or None, keep_intermediates=keep_intermediates,
                   device=device or None, progress=progress)
     atomic_write_json(out.with_suffix('.json'), r)

@@ -192,8 +192,11 @@ def fit_style(predicted, # (N, C) the generic model's coefficients on the actor'
               strength:float=0.3, # λ: shrinkage of the slopes towards 1 (0: plain least squares)
               names=MOUTH_NAMES,
               min_scale:float=0.5, # lower bound of the scales (keeps the actor's mouth moving where the fit is poor)
+              articulation:float=0.0, # α: blend of the scale towards moment matching (0: least squares; 1: the actor's own spread)
+              max_scale:float=4.0, # upper bound of the scales
              ) -> StyleLayer:
     "Fit the per-coefficient scale and offset that map the generic model's output to an actor's tracked coefficients."
+    if not 0 <= articulation <= 1: raise DfeError(f"articulation must be in [0, 1], got {articulation}")
     p, g = np.asarray(predicted, np.float64), np.asarray(tracked, np.float64)
     if p.shape != g.shape or p.ndim != 2: raise DfeError(f"predicted {p.shape} and tracked {g.shape} must be the same (N, C)")
     if valid is not None: p, g = p[np.asarray(valid, bool)], g[np.asarray(valid, bool)]
@@ -202,6 +205,10 @@ def fit_style(predicted, # (N, C) the generic model's coefficients on the actor'
     var, cov = ((p - pm)**2).mean(0), ((p - pm)*(g - gm)).mean(0)
     slope = np.where(var > 1e-8, cov/np.maximum(var, 1e-8), 1.0)
     a = np.maximum((slope + strength)/(1 + strength), min_scale)
+    if articulation:
+        ratio = np.where(var > 1e-8, np.sqrt(((g - gm)**2).mean(0)/np.maximum(var, 1e-8)), 1.0)
+        a = (1 - articulation)*a + articulation*ratio
+    a = np.clip(a, min_scale, max_scale)
     return StyleLayer(a.astype(np.float32), (gm - a*pm).astype(np.float32), tuple(names))
 
 # %% ../nbs/41_imitator.ipynb #c022
@@ -683,6 +690,7 @@ def fit_actor_style(track, # the actor's `Track`
                     frames=None, # frames to fit on (slice or index array; default all valid)
                     strength:float=0.3, # shrinkage of the slopes towards 1 (`fit_style`)
                     sync:bool=True, # first measure the recording's audio/video offset (`clip_av_offset`, the model as the cue) and fit on realigned frames
+                    articulation:float=0.0, # blend of the scales towards the actor's own spread (`fit_style`)
                    ) -> StyleLayer:
     "The actor's style layer, fitted on their own clip's speech and tracked coefficients."
     clip = speech_clip_from_track(track, wave)
@@ -690,7 +698,7 @@ def fit_actor_style(track, # the actor's `Track`
     p = predict_coefficients(model, clip.wave, len(clip))
     sel = np.arange(len(clip))[frames] if frames is not None else np.arange(len(clip))
     cols = [ICT_EXPRESSION_NAMES.index(k) for k in model.config.names]
-    return fit_style(p[sel], clip.expression[sel][:, cols], clip.valid[sel], strength, model.config.names)
+    return fit_style(p[sel], clip.expression[sel][:, cols], clip.valid[sel], strength, model.config.names, articulation=articulation)
 
 # %% ../nbs/41_imitator.ipynb #c047
 def lip_gap(face, expression) -> np.ndarray:

@@ -187,3 +187,29 @@ def test_default_notebook_and_kernel_errors(work, monkeypatch):
     with pytest.raises(DfeError, match="unknown executor"): run_batch(jobs_of(work), executor='slurm')
     (work/'notes.txt').write_text('x')
     with pytest.raises(InputFileError, match='not a Jupyter notebook'): notebook_parameters(work/'notes.txt')
+
+# --- stopping ----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('sig', ['SIGTERM', 'SIGKILL'])
+def test_killing_the_batch_stops_its_jobs(work, sig):
+    "`kill` of a running `dfe batch` (SIGTERM: cleanup runs; SIGKILL: none can) leaves no worker or job kernel running on."
+    import subprocess, sys, time, signal, psutil
+    write_notebook(work/'slow.ipynb', code="import os, time\nfrom pathlib import Path\n"
+                   "Path(out, 'kernel.pid').write_text(str(os.getpid()))\ntime.sleep(600)")
+    table(work, "job,video,audio\nx,a.mp4,de.wav\ny,b.mp4,de.wav\n")
+    proc = subprocess.Popen([sys.executable, '-c', 'import sys; from dfe.cli import main; sys.exit(main())', 'batch', str(work/'jobs.csv'),
+                             '-o', str(work/'out'), '--notebook', str(work/'slow.ipynb')], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file = work/'out'/'x'/'kernel.pid'
+    t0 = time.time()
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() - t0 < 120 and proc.poll() is None: time.sleep(0.5)
+    assert pid_file.exists(), "the job's kernel never started"
+    family = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    kernel = int(pid_file.read_text())
+    assert kernel in family
+    proc.send_signal(getattr(signal, sig)); proc.wait(30)
+    t0 = time.time()
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in family) and time.time() - t0 < 30: time.sleep(0.5)
+    alive = [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"still running after {sig}: {[psutil.Process(p).cmdline()[:3] for p in alive]}"
+    assert not (work/'out'/'y'/'kernel.pid').exists()      # the next job never started
+    assert read_status(jobs_of(work)[0])['state'] != 'done'
