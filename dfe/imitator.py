@@ -890,6 +890,7 @@ def animate_cmd(trackdir:str, # folder with the actor's track.npz (from `dfe tra
                 out:str='', # output folder (default: outputs/animate/<track name>)
                 checkpoint:str='', # audio-to-expression checkpoint (default: the shipped model)
                 style:bool=True, # fit the actor's style layer on their own clip's speech (--no-style: the generic model)
+                articulation:float=0.0, # the style layer's scales from least squares (0) towards the actor's own spread of motion (1); `dfe dub` uses 0.5
                 device:str='', # torch device (default: CUDA if available)
                ):
     "Drive a track's mouth and jaw with new speech: write track.npz (as long as the speech, 25 fps), style.json and metrics.json."
@@ -905,7 +906,7 @@ def animate_cmd(trackdir:str, # folder with the actor's track.npz (from `dfe tra
     if style:
         if not track.source or not Path(track.source).exists():
             raise InputFileError(tpath, f"its source video {track.source!r} is not available to fit the style layer; pass --no-style")
-        st = fit_actor_style(track, model)
+        st = fit_actor_style(track, model, articulation=articulation)
         st.save(out_dir/'style.json')
         own = speech_clip_from_track(track)
         pred = predict_coefficients(model, own.wave, len(own))
@@ -920,7 +921,7 @@ def animate_cmd(trackdir:str, # folder with the actor's track.npz (from `dfe tra
     jaw = new.expression[:, ICT_EXPRESSION_NAMES.index('jawOpen')]
     met = dict(track=str(tpath), audio=str(audio), checkpoint=checkpoint or 'shipped (asset audio2expr)', frames=len(new),
                seconds=round(len(wave)/16000, 3), source_frames=len(track), pingpong=bool(len(new) > len(track)),
-               style=bool(style), style_fit_on_own_clip=fit, motion=speech_motion_stats(wave, jaw), seconds_taken=round(time.perf_counter() - t0, 2))
+               style=bool(style), articulation=articulation if style else None, style_fit_on_own_clip=fit, motion=speech_motion_stats(wave, jaw), seconds_taken=round(time.perf_counter() - t0, 2))
     new.save(out_dir/'track.npz', meta=dict(animated_from=str(tpath), audio=str(audio), source_frame_indices=src.tolist(), metrics=met))
     atomic_write_json(out_dir/'metrics.json', met)
     print(f"{len(new)} frames ({met['seconds']} s) -> {out_dir/'track.npz'}")
