@@ -20,11 +20,11 @@ from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer,
                         count_parameters)
 
 # %% auto #0
-__all__ = ['RESUMABLE_CHANGES', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS', 'TrainConfig', 'default_loss_weights',
-           'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler', 'dist_info', 'setup_distributed',
-           'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'renderer_from_state', 'load_renderer',
-           'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'fit', 'ranks_in_sync',
-           'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline',
+__all__ = ['RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS', 'TrainConfig',
+           'default_loss_weights', 'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler', 'dist_info',
+           'setup_distributed', 'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'renderer_from_state',
+           'load_renderer', 'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'fit',
+           'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline',
            'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
@@ -69,6 +69,8 @@ def default_loss_weights(rc:RendererConfig) -> LossWeights:
 
 # settings that may differ when a run is resumed
 RESUMABLE_CHANGES = ('iters', 'val_every', 'log_every', 'ckpt_every', 'num_workers', 'val_windows')
+# settings added after runs were made, with the value those runs had (a run that does not record one resumes at it)
+ADDED_SETTINGS = {'tex_init': 'random'}
 
 # %% ../nbs/31_train.ipynb #c008
 _CONSTANT_PARAMS = ('identity', 'frame_focal', 'frame_principal')
@@ -431,7 +433,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     if resume is not None:
         if resume['format'] != CKPT_FORMAT or resume.get('kind') != kind:
             raise DfeError(f"{out} holds a {resume.get('kind')!r} run, not {kind!r}: choose another output folder")
-        old, new = ({k: v for k, v in d.items() if k not in RESUMABLE_CHANGES} for d in (resume['train'], json.loads(json.dumps(cfg.to_dict()))))
+        old, new = ({k: v for k, v in d.items() if k not in RESUMABLE_CHANGES} for d in (ADDED_SETTINGS | resume['train'], json.loads(json.dumps(cfg.to_dict()))))
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise DfeError(f"{out} was trained with other settings ({', '.join(diff)}): resume with the same settings or choose another output folder")
@@ -628,7 +630,7 @@ def _save_checkpoint(path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_c
     path.parent.mkdir(parents=True, exist_ok=True)
     _torch_save(st, path)
 
-# %% ../nbs/31_train.ipynb #c036
+# %% ../nbs/31_train.ipynb #c038
 @torch.no_grad()
 def render_clip(renderer:DeferredRenderer, # a trained renderer
                 clip, # a clip folder, `ClipData` or `ClipSlice`
@@ -667,7 +669,7 @@ def render_clip(renderer:DeferredRenderer, # a trained renderer
     renderer.train(was)
     return out
 
-# %% ../nbs/31_train.ipynb #c039
+# %% ../nbs/31_train.ipynb #c041
 def find_clip_folders(path, # a clip folder, or a folder of clip folders
                      ) -> list:
     "The finished clip folders at `path` (itself, or its sub-folders), sorted; `InputFileError` if none."
@@ -751,7 +753,7 @@ def train_baseline(clips, # clip folders of the actor
     train, val = _actor_clips(clips, frames, val_frames)
     return fit(out, train, cfg, kind='baseline', val_clips=val, **kw)
 
-# %% ../nbs/31_train.ipynb #c043
+# %% ../nbs/31_train.ipynb #c045
 def _print_summary(res:dict):
     if dist_info()[0] != 0: return
     t, v = res.get('train') or {}, res.get('val') or {}
