@@ -754,7 +754,8 @@ def table3(clips, prior, out=None, iters:int=1000,
     fig.update_layout(title='Table 3 analog: validation PSNR against training iterations', xaxis_title='iteration', yaxis_title='PSNR (dB)',
                       height=420, margin=dict(l=10, r=10, t=60, b=10))
     data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), method=method, val_every=every, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
-    return dict(data, files=_write_outputs(root, 'table3' if method == 'full' else f'table3-{method}', '\n'.join(L) + '\n', data, fig))
+    name = 'table3' + ('' if method == 'full' else f'-{method}') + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-25f
+    return dict(data, files=_write_outputs(root, name, '\n'.join(L) + '\n', data, fig))
 
 EXPERIMENTS = {'table1': table1, 'table3': table3, 'table4': table4, 'figure7': figure7}   # `dfe evaluate-paper` names
 
