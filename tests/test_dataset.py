@@ -180,7 +180,9 @@ def test_identity_scope_and_failed_frames(work, tmp_path):
 def test_dataloader_workers_and_pickling(clip):
     ds = WindowDataset([clip], window=3)
     assert pickle.loads(pickle.dumps(ds))[3]['frames'].shape == (3, 3, S, S)
-    dl = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=True)
+    # spawned workers: they unpickle the dataset for real, and a fork of this process (which may hold other tests' threads,
+    # e.g. the Dask cluster of test_batch) can deadlock in the child
+    dl = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=True, multiprocessing_context='spawn')
     b = next(iter(dl))
     assert b['frames'].shape == (4, 3, 3, S, S) and len(b['ref_clip']) == 1 and len(b['ref_clip'][0]) == 4
 
