@@ -12,8 +12,10 @@ fitting) and on the validation identities of the shipped model's training (`trai
    at articulations 0 (least squares), 0.25 … 1 (moments): LVE against how much jawOpen moves (std ratio to the tracked).
 
 The base model is a split run's checkpoint by default (`outputs/audio2expr/train`, from `dfe train-audio`): σ must be
-chosen on identities the model never learnt from. The shipped model (`--model shipped`; trained with `--all-identities`,
-smoothing built in) has no validation identities: its run measures the style fits only (σ sweep on top of its own).
+chosen on identities the model never learnt from. The σ sweep, the members and the ensemble use the models' raw
+predictions (their own `config.smooth` switched off); the style fits use the base model as it is used, with its
+smoothing. The shipped model (`--model shipped`; trained with `--all-identities`) has no validation identities: its
+run reports the held-out sweep and the style fits, and chooses no σ.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_audio_variants.py [--model PATH] [--checkpoints a.pt,b.pt] [--train-json PATH]
 
@@ -21,6 +23,7 @@ Writes outputs/bench/audio_variants.json (audio_variants_shipped.json with `--mo
 """
 from __future__ import annotations
 import argparse, json, time
+from dataclasses import replace
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from dfe.core import outputs_dir, atomic_write_json
@@ -33,6 +36,13 @@ ARTICULATIONS = (0, 0.25, 0.5, 0.75, 1)
 
 def smooth(p, s): return gaussian_filter1d(p, s) if s else p
 
+def raw_predict(m, wave, n) -> np.ndarray:
+    "The model's coefficients without the smoothing it may apply itself (`config.smooth`): the σ sweep starts from these."
+    c = m.config
+    try:
+        m.config = replace(c, smooth=0.0); return predict_coefficients(m, wave, n)
+    finally: m.config = c
+
 def run(model=None, checkpoints=(), train_json=None) -> dict:
     split = outputs_dir()/'audio2expr'/'train'
     model = model or split/'audio2expr.pt'
@@ -42,7 +52,7 @@ def run(model=None, checkpoints=(), train_json=None) -> dict:
     val_ids = models[0].meta.get('val_clips') if train_json is None else json.loads(open(train_json).read())['val_clips']
     val = {}
     for c in load_tracked_clips(val_ids or []):
-        p, t, v = predict_coefficients(models[0], c.wave, len(c))[:, JAW_OPEN], c.coefficients[:, JAW_OPEN], c.valid
+        p, t, v = raw_predict(models[0], c.wave, len(c))[:, JAW_OPEN], c.coefficients[:, JAW_OPEN], c.valid
         val[c.id] = {str(s): _corr(smooth(p, s)[v], t[v]) for s in SIGMAS}
     val_mean = {str(s): float(np.mean([r[str(s)] for r in val.values()])) for s in SIGMAS} if val else None
     best = max(SIGMAS, key=lambda s: val_mean[str(s)]) if val else 0
@@ -50,14 +60,14 @@ def run(model=None, checkpoints=(), train_json=None) -> dict:
     held, cols = {}, list(MOUTH_INDICES)
     for c in load_tracked_clips(ids):
         N, k = len(c), len(c)//2
-        preds = [predict_coefficients(m, c.wave, N) for m in models]
+        preds = [raw_predict(m, c.wave, N) for m in models]
         t, v = c.coefficients[:, JAW_OPEN], c.valid[k:]
         r = lambda p: _corr(p[k:][v], t[k:][v])
         row = dict(smoothing={str(s): r(smooth(preds[0][:, JAW_OPEN], s)) for s in SIGMAS},
                    members=[r(p[:, JAW_OPEN]) for p in preds])
         ens = np.mean([p[:, JAW_OPEN] for p in preds], 0)
         row.update(ensemble=r(ens), ensemble_smoothed=r(smooth(ens, best)))
-        g, ok, pred = c.coefficients, c.valid[:k], preds[0]
+        g, ok, pred = c.coefficients, c.valid[:k], predict_coefficients(models[0], c.wave, N)   # the model as it is used (its own smoothing)
         fit = _first_frames(c, k); fit = shift_targets(fit, clip_av_offset(fit, models[0], max_spread=None)['offset'])
         styles = {'least_squares': fit_style(pred[:k], g[:k], ok, 0.3), 'moments': fit_style(pred[:k], g[:k], ok, 0.3, articulation=1)}
         styles.update({f'synced_articulation_{al:g}': fit_style(pred[:k], fit.coefficients, fit.valid, 0.3, articulation=al) for al in ARTICULATIONS})
