@@ -282,20 +282,19 @@ def job_finished(job:dict) -> bool:
     except (OSError, ValueError): return False
 
 # %% ../nbs/73_batch.ipynb #c028
-def _kill_tree(pid:int, sig=None):
-    "Send `sig` (default SIGKILL) to the children of process `pid` (recursively), then to `pid` itself."
-    import psutil, signal
+def _kill_tree(pid:int, itself:bool=True):
+    "Kill (SIGKILL) the descendants of process `pid`, then `pid` itself unless `itself` is False."
+    import psutil
     try: p = psutil.Process(pid)
     except psutil.NoSuchProcess: return
-    for c in p.children(recursive=True) + [p]:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied): c.send_signal(sig or signal.SIGKILL)
+    for c in p.children(recursive=True) + ([p] if itself else []):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied): c.kill()
 
 def _worker_init():
     "Pool workers stop with the batch: they get SIGTERM when the `dfe batch` process dies (Linux), and on SIGTERM they kill their job's kernel before exiting."
     import signal
     def stop(*_):
-        import psutil
-        for c in psutil.Process().children(): _kill_tree(c.pid)
+        _kill_tree(os.getpid(), itself=False)
         os._exit(143)
     signal.signal(signal.SIGTERM, stop)
     if sys.platform.startswith('linux'):
