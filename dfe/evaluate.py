@@ -543,7 +543,7 @@ def train_run(folders:list, # one actor's clip folders
     if method not in METHODS: raise DfeError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     n = _effective(frames, available_frames(folders, val_frames))
     actor = ClipData(folders[0]).identity
-    base = f"{method}-{_frames_label(n)}f" + (f"-v{val_frames}" if val_frames else '')
+    base = f"{method}-{_frames_label(n)}f" + ('' if method == 'baseline' else _tex_tag(cfg)) + (f"-v{val_frames}" if val_frames else '')
     out = Path(root)/'runs'/actor/f"{base}-{cfg.iters}it"
     if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters: return out
     if not out.exists(): _extend_from_shorter(out, base, cfg.iters)
@@ -635,11 +635,19 @@ def _check_methods(methods) -> tuple:
     if bad or not ms: raise DfeError(f"unknown methods {bad or ms!r}; known: {', '.join(METHODS)}")
     return ms
 
+def _tex_tag(cfg) -> str:
+    "'-meantex' for settings whose new textures start from the prior's mean texture, '' for the paper's random ones: run and table names."
+    return '-meantex' if cfg is not None and cfg.tex_init == 'mean' else ''
+
 def _setup(clips, prior, out, iters, baseline_iters, cfg):
     groups = actor_clips(clips)
     root = Path(out) if out else outputs_dir()/'eval'
     cfgs = {m: experiment_config(prior, baseline_iters if (m == 'baseline' and baseline_iters) else iters, cfg) for m in METHODS}
+    cfgs['baseline'] = replace(cfgs['baseline'], tex_init='random')   # from scratch there is no mean texture to start from
     return groups, root, cfgs
+
+def _tex_note(cfg) -> str:
+    return " The adaptations' new textures start from the prior's mean texture (`--tex-init mean`); the baseline's are random." if _tex_tag(cfg) else ''
 
 # %% ../nbs/50_evaluate.ipynb #c041
 def table1(clips, # the held-out actors' clip folders (grouped by identity)
@@ -655,9 +663,9 @@ def table1(clips, # the held-out actors' clip folders (grouped by identity)
     specs = [(m, n) for n in frames for m in ('full', 'texture', 'baseline')]
     rows, per = _collect(groups, root, specs, prior, cfgs, val_frames, fid, device, progress)
     md = _header('Table 1 analog: re-enactment quality', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
-                 FID_NOTE) + results_markdown(rows)
-    data = dict(experiment='table1', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE)
-    return dict(data, files=_write_outputs(root, 'table1', md, data, _bar_figure(rows, 'Table 1 analog')))
+                 FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
+    data = dict(experiment='table1', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
+    return dict(data, files=_write_outputs(root, 'table1' + _tex_tag(cfg), md, data, _bar_figure(rows, 'Table 1 analog')))
 
 def table4(clips, prior, out=None, iters:int=1000,
            frames:int=100, # training frames (the paper: 100)
@@ -665,9 +673,9 @@ def table4(clips, prior, out=None, iters:int=1000,
     "Table 4 analog: adaptation with and without mixed training batches."
     groups, root, cfgs = _setup(clips, prior, out, iters, None, cfg)
     rows, per = _collect(groups, root, [('nomix', frames), ('full', frames)], prior, cfgs, val_frames, fid, device, progress)
-    md = _header('Table 4 analog: mixed training ablation', prior, groups, iters, FID_NOTE) + results_markdown(rows)
-    data = dict(experiment='table4', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE)
-    return dict(data, files=_write_outputs(root, 'table4', md, data, _bar_figure(rows, 'Table 4 analog')))
+    md = _header('Table 4 analog: mixed training ablation', prior, groups, iters, FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
+    data = dict(experiment='table4', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
+    return dict(data, files=_write_outputs(root, 'table4' + _tex_tag(cfg), md, data, _bar_figure(rows, 'Table 4 analog')))
 
 # %% ../nbs/50_evaluate.ipynb #c043
 def figure7(clips, prior, out=None, iters:int=1000,
@@ -707,8 +715,8 @@ def figure7(clips, prior, out=None, iters:int=1000,
     fig.update_xaxes(type='log', title_text='training frames')
     fig.update_layout(title='Figure 7 analog: quality against training frames', height=320*math.ceil(len(metrics)/cols), margin=dict(l=10, r=10, t=70, b=10))
     md = (_header('Figure 7 analog: quality against the number of training frames', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
-                  FID_NOTE) + results_markdown(rows) + "\nPer actor:\n\n" + results_markdown([dict(p, method=f"{METHODS[p['method']]} – {p['actor']}") for p in per]))
-    name = 'figure7' if methods == ('full', 'baseline') else 'figure7-' + '-'.join(methods)
+                  FID_NOTE + _tex_note(cfg)) + results_markdown(rows) + "\nPer actor:\n\n" + results_markdown([dict(p, method=f"{METHODS[p['method']]} – {p['actor']}") for p in per]))
+    name = ('figure7' if methods == ('full', 'baseline') else 'figure7-' + '-'.join(methods)) + _tex_tag(cfg)
     data = dict(experiment='figure7', methods=list(methods), prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE)
     return dict(data, files=_write_outputs(root, name, md, data, fig))
 
@@ -729,7 +737,7 @@ def table3(clips, prior, out=None, iters:int=1000,
     every = cfgs[method].val_every
     L = [_header('Table 3 analog: training iterations to reach a validation PSNR', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                  f"Validation every {every} iterations (the counts' resolution) on `val_windows` windows of the held-out frames; "
-                 "iterations averaged over actors, a threshold counted only if every run reaches it."),
+                 "iterations averaged over actors, a threshold counted only if every run reaches it." + _tex_note(cfg)),
          "| method | " + " | ".join(f"{x:g} dB" for x in t['thresholds']) + " |", "|---|" + "---|"*len(t['thresholds'])]
     for lab, k in (('baseline', 'baseline'), (f"{METHODS[method]} (prior)", 'prior')):
         L.append(f"| {lab} | " + " | ".join(_fmt(v, 0) for v in t[k]) + " |")
@@ -743,6 +751,13 @@ def table3(clips, prior, out=None, iters:int=1000,
     else:
         L.append(f"\nSpeed-up at {h['threshold']:g} dB, the highest PSNR the baseline reaches: {_fmt(h['speedup'], 1)}×"
                  f" ({_fmt(h['baseline'], 0)} vs {_fmt(h['prior'], 0)} iterations).\n")
+    per = []
+    if len(groups) > 1:   # the averaged headline is the weakest actor's best: each actor's own as well
+        for actor, pr_run, b_run in zip(groups, runs[method], runs['baseline']):
+            ha = speedup_table(pr_run, b_run, thresholds)['headline'] or {}
+            per.append(dict(actor=actor, **ha))
+        L += ["Per actor, at each baseline's own highest whole dB:\n", "| actor | PSNR | baseline | prior | speed-up |", "|---|---|---|---|---|"]
+        L += [f"| {p['actor']} | {_fmt(p.get('threshold'), 1)} | {_fmt(p.get('baseline'), 0)} | {_fmt(p.get('prior'), 0)} | {_fmt(p.get('speedup'), 1)} |" for p in per]
     fig = go.Figure()
     for j, m in enumerate((method, 'baseline')):
         for a_i, r in enumerate(runs[m]):
@@ -753,13 +768,13 @@ def table3(clips, prior, out=None, iters:int=1000,
     for x in t['thresholds']: fig.add_hline(y=x, line=dict(color='#bbb', width=1))
     fig.update_layout(title='Table 3 analog: validation PSNR against training iterations', xaxis_title='iteration', yaxis_title='PSNR (dB)',
                       height=420, margin=dict(l=10, r=10, t=60, b=10))
-    data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), method=method, val_every=every, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
-    name = 'table3' + ('' if method == 'full' else f'-{method}') + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-25f
+    data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), method=method, val_every=every, tex_init=cfgs[method].tex_init, per_actor=per, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
+    name = 'table3' + ('' if method == 'full' else f'-{method}') + _tex_tag(cfg) + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-meantex-25f
     return dict(data, files=_write_outputs(root, name, '\n'.join(L) + '\n', data, fig))
 
 EXPERIMENTS = {'table1': table1, 'table3': table3, 'table4': table4, 'figure7': figure7}   # `dfe evaluate-paper` names
 
-# %% ../nbs/50_evaluate.ipynb #c053
+# %% ../nbs/50_evaluate.ipynb #c055
 def evaluate_cmd(run:str, # RUN: a training run folder (from `dfe adapt` or `dfe train-baseline`)
                  frames:str='val', # 'val' (the run's held-out frames), 'all', or N (the last N frames of each clip)
                  clips:str='', # evaluate on these clip folders instead (a clip folder or a folder of them; with frames all or N)
@@ -791,6 +806,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
                        val_every:int=100, # iterations between validations (table3's resolution)
                        val_frames:int=0, # held-out frames at the end of each actor's last clip (0: a fifth, at most 250)
                        methods:str='', # figure7: the methods compared, comma-separated (default full,baseline); table3: the adaptation compared with the baseline (default full)
+                       tex_init:str='random', # the adapted actor's new texture: random (the paper) or mean (the prior's mean texture); the baseline's is random
                        device:str='', progress:bool=True):
     "Reproduce a paper experiment on held-out actors: train/resume the runs, score them, write tables (md, json) and plotly figures."
     from dfe.data import DEFAULT_HELDOUT_IDENTITIES
@@ -802,7 +818,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
     folders = [f for f in find_clip_folders(data or outputs_dir()/'crop') if ClipData(f).identity in ids]
     if not folders: raise DfeError(f"no clip folders of {ids} in {data or outputs_dir()/'crop'} (make them with `dfe crop`)")
     pr = prior or outputs_dir()/'train'/'prior-cpu'
-    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every)
+    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, tex_init=tex_init)
     common = dict(clips=folders, prior=pr, out=out or None, iters=iters, cfg=cfg, val_frames=val_frames, device=device or None, progress=progress)
     for n in names:
         kw = dict(common)

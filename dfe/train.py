@@ -799,7 +799,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
               out:str='', # run folder (default outputs/adapt/ACTOR-Nf); an existing run is resumed
               mix:str='auto', # mixed batches with the prior's data: auto, on, off
               texture_only:bool=False, # adapt only the neural texture
-              tex_init:str='random', # the new texture: random, or mean (the prior actors' mean texture)
+              tex_init:str='mean', # the new texture: mean (the prior actors' mean texture), or random (the paper's fresh texture)
               batch_size:int=4, # windows per iteration
               lr:float=TrainConfig.lr, # generator learning rate
               perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default)

@@ -251,6 +251,25 @@ def test_experiment_drivers_tiny(setup, tmp_path, monkeypatch):
     assert min(r['iter'] for r in E.read_log(r3b['runs']['baseline'][0], 'train')) == 1
 
 
+def test_table3_mean_texture_and_per_actor(setup, tmp_path, capsys):
+    "`--tex-init mean` adaptations are named apart, the baseline keeps its random texture, and several actors get their own speed-ups."
+    import shutil
+    from dfe.cli import parser_for
+    data = tmp_path/'clips'
+    shutil.copytree(setup/'new', data)
+    write_synthetic_clip(data/'vr_face5', 'vr_face5', frames=40, size=32, seed=9)
+    args = parser_for(E.evaluate_paper_cmd, 'dfe evaluate-paper').parse_args(
+        ['table3', '--actors', 'vox_h,vr_face5', '--data', str(data), '--prior', str(setup/'prior'), '--iters', '2', '-o', str(tmp_path/'ev'),
+         '--batch-size', '2', '--val-every', '1', '--methods', 'nomix', '--tex-init', 'mean', '--no-progress'])
+    assert E.evaluate_paper_cmd(**vars(args)) == 0
+    res = json.loads((tmp_path/'ev'/'table3-nomix-meantex.json').read_text())
+    assert [Path(r).name for r in res['runs']['nomix']] == ['nomix-allf-meantex-2it']*2 and res['tex_init'] == 'mean'
+    assert [Path(r).name for r in res['runs']['baseline']] == ['baseline-allf-2it']*2
+    assert [json.loads((Path(r)/'run.json').read_text())['train']['tex_init'] for r in res['runs']['nomix'] + res['runs']['baseline']] == ['mean']*2 + ['random']*2
+    assert [p['actor'] for p in res['per_actor']] == ['vox_h', 'vr_face5']
+    assert 'Per actor' in capsys.readouterr().out
+
+
 def test_cli_commands(setup, tmp_path, capsys):
     "`dfe evaluate-paper` on a held-out identity's clips, then `dfe evaluate` on one of its runs."
     from dfe.cli import parser_for
