@@ -55,7 +55,7 @@ class DubSettings:
     iters:int = 600             # adaptation iterations (batches of `batch_size` windows)
     batch_size:int = 4          # windows per adaptation iteration
     texture_only:bool = False   # adapt only the actor's neural texture (the generator stays the prior's)
-    tex_init:str = 'mean'       # the actor's new texture: 'mean' (the prior's mean texture) or 'random' (the paper's fresh texture)
+    tex_init:str = 'mean'       # the actor's new texture: 'mean' (the prior's mean texture), 'unwrap' (its colour fitted to the actor's frames) or 'random' (the paper's fresh texture)
     frames:int = 0              # the actor's frames to adapt on, from the start (0: all)
     mix:str = 'auto'            # mixed batches with the prior's actors: 'on', 'off', 'auto' (on if the prior's clips are available)
     style:bool = True           # the actor's style layer on the audio model (fitted on the video's own speech)
@@ -72,12 +72,17 @@ class DubSettings:
         if self.mix not in ('on', 'off', 'auto'): raise DfeError(f"mix must be 'on', 'off' or 'auto', got {self.mix!r}")
         if self.paste not in ('mask', 'box'): raise DfeError(f"paste must be 'mask' or 'box', got {self.paste!r}")
         if not 0 <= self.articulation <= 1: raise DfeError(f"articulation must be in [0, 1], got {self.articulation}")
+        from dfe.train import TEX_INITS
+        if self.tex_init not in TEX_INITS: raise DfeError(f"tex_init must be one of {', '.join(TEX_INITS)}, got {self.tex_init!r}")
 
     def adapt_key(self, prior_sha:str, crop_key:str) -> str:
         "Key of the cached adaptation: the prior, the actor's clip folder and the adaptation settings."
         d = dict(prior=prior_sha, crop=crop_key, iters=self.iters, batch_size=self.batch_size, texture_only=self.texture_only,
                  frames=self.frames, mix=self.mix, seed=self.seed)
         if self.tex_init != 'random': d['tex_init'] = self.tex_init   # (keys of random-texture caches stay as they were)
+        if self.tex_init == 'unwrap':
+            from dfe.train import TrainConfig
+            d['unwrap_res'] = TrainConfig.unwrap_res
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 # %% ../nbs/70_dub.ipynb #c017
@@ -297,7 +302,7 @@ def dub_cmd(video:str, # the actor's video
             prior:str='', # renderer prior (default: the shipped `prior_cpu`)
             iters:int=600, # adaptation iterations
             texture_only:bool=False, # adapt only the neural texture
-            tex_init:str='mean', # the actor's new texture: mean (the prior's mean texture) or random (the paper's)
+            tex_init:str='mean', # the actor's new texture: mean (the prior's mean texture), unwrap (its colour fitted to the actor's frames) or random (the paper's)
             frames:int=0, # the actor's frames to adapt on (0: all)
             mix:str='auto', # mixed training with the prior's actors: on, off, auto
             style:bool=True, # the actor's style layer on the audio model

@@ -24,9 +24,9 @@ __all__ = ['INCEPTION_SHA1', 'FID_NOTE', 'FID_CACHE_VERSION', 'EVAL_VERSION', 'M
            'mouth_crops', 'inception_weights_path', 'inception_model', 'nv_bilinear', 'inception_features',
            'feature_statistics', 'frechet_distance', 'fid_from_features', 'kid_from_features', 'evaluate_predictions',
            'evaluation_clips', 'training_seconds', 'run_iterations', 'comparison_grid', 'write_png', 'evaluate_run',
-           'iterations_to_psnr', 'default_thresholds', 'speedup_table', 'actor_clips', 'available_frames',
-           'experiment_config', 'train_run', 'results_markdown', 'table1', 'table4', 'figure7', 'table3',
-           'evaluate_cmd', 'evaluate_paper_cmd']
+           'iterations_to_psnr', 'init_iterations', 'default_thresholds', 'speedup_table', 'actor_clips',
+           'available_frames', 'experiment_config', 'train_run', 'results_markdown', 'table1', 'table4', 'figure7',
+           'table3', 'evaluate_cmd', 'evaluate_paper_cmd']
 
 # %% ../nbs/50_evaluate.ipynb #c005
 def image_tensor(x, # (N, H, W, 3) uint8 array/tensor, or (N, 3, H, W) floats in [0, 1]
@@ -441,10 +441,18 @@ def iterations_to_psnr(log, # a run folder, its log.jsonl, or log records
                        thresholds, # PSNR values (dB)
                        key:str='psnr', # validation value: 'psnr' or 'psnr_mouth'
                       ) -> dict: # threshold -> first iteration whose validation value reaches it (None: never)
-    "Training iterations needed to first reach each validation PSNR."
+    "Training iterations needed to first reach each validation PSNR (plus the work done before training, `init_iterations`)."
     recs = log if isinstance(log, list) else read_log(log)
     val = sorted((r for r in recs if r.get('split') == 'val' and r.get(key) is not None), key=lambda r: r['iter'])
-    return {float(t): next((int(r['iter']) for r in val if r[key] >= t), None) for t in thresholds}
+    off = init_iterations(recs)
+    return {float(t): next(((int(r['iter']) + off if off else int(r['iter'])) for r in val if r[key] >= t), None) for t in thresholds}
+
+def init_iterations(log) -> float:
+    "The work a run does before its first iteration (the texture unwrap of `tex_init='unwrap'`) in training iterations: its seconds over the run's median seconds per iteration (rounded to 0.1)."
+    recs = log if isinstance(log, list) else read_log(log)
+    sec = sum(r.get('seconds', 0.) for r in recs if r.get('split') == 'init')
+    spi = [r['s_per_iter'] for r in recs if r.get('split') == 'train' and r.get('s_per_iter')]
+    return round(sec/float(np.median(spi)), 1) if sec and spi else 0.
 
 def _as_list(x) -> list:
     "Runs: one run (a folder, or a log as a list of records) or a list of them."
@@ -528,7 +536,7 @@ def _extend_from_shorter(out:Path, # the run folder to create, `BASE-Kit`
     src = max(done)[1]
     tmp = out.with_name(out.name + '.partial')
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('metrics.json', '*.png'))
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('metrics.json', '*.png', '.lock'))
     tmp.rename(out)
 
 def train_run(folders:list, # one actor's clip folders
@@ -543,7 +551,7 @@ def train_run(folders:list, # one actor's clip folders
     if method not in METHODS: raise DfeError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     n = _effective(frames, available_frames(folders, val_frames))
     actor = ClipData(folders[0]).identity
-    base = f"{method}-{_frames_label(n)}f" + ('' if method == 'baseline' else _tex_tag(cfg)) + (f"-v{val_frames}" if val_frames else '')
+    base = f"{method}-{_frames_label(n)}f" + _tex_tag(cfg) + (f"-v{val_frames}" if val_frames else '')   # (a baseline's texture is random unless asked)
     out = Path(root)/'runs'/actor/f"{base}-{cfg.iters}it"
     if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters: return out
     if not out.exists(): _extend_from_shorter(out, base, cfg.iters)
@@ -636,18 +644,33 @@ def _check_methods(methods) -> tuple:
     return ms
 
 def _tex_tag(cfg) -> str:
-    "'-meantex' for settings whose new textures start from the prior's mean texture, '' for the paper's random ones: run and table names."
-    return '-meantex' if cfg is not None and cfg.tex_init == 'mean' else ''
+    "'-meantex' or '-unwraptex' for settings whose new textures start from the prior's mean texture (colour fitted or not), '' for the paper's random ones: run and table names."
+    if cfg is None or cfg.tex_init == 'random': return ''
+    res = '' if cfg.tex_init != 'unwrap' or cfg.unwrap_res == TrainConfig.unwrap_res else str(cfg.unwrap_res)   # e.g. -unwrap0tex
+    return f'-{cfg.tex_init}{res}tex'
 
-def _setup(clips, prior, out, iters, baseline_iters, cfg):
+def _setup(clips, prior, out, iters, baseline_iters, cfg, baseline_tex_init:str='random'):
+    if baseline_tex_init not in ('random', 'unwrap'): raise DfeError(f"the baseline's texture starts 'random' or 'unwrap' (there is no prior to take a mean from), not {baseline_tex_init!r}")
     groups = actor_clips(clips)
     root = Path(out) if out else outputs_dir()/'eval'
     cfgs = {m: experiment_config(prior, baseline_iters if (m == 'baseline' and baseline_iters) else iters, cfg) for m in METHODS}
-    cfgs['baseline'] = replace(cfgs['baseline'], tex_init='random')   # from scratch there is no mean texture to start from
+    cfgs['baseline'] = replace(cfgs['baseline'], tex_init=baseline_tex_init)   # from scratch there is no mean texture to start from
     return groups, root, cfgs
 
-def _tex_note(cfg) -> str:
-    return " The adaptations' new textures start from the prior's mean texture (`--tex-init mean`); the baseline's are random." if _tex_tag(cfg) else ''
+def _base_tag(cfgs) -> str:
+    "'-baseunwraptex' when the baseline's texture is unwrapped too (a control), else ''."
+    return '-base' + _tex_tag(cfgs['baseline'])[1:] if _tex_tag(cfgs['baseline']) else ''
+
+def _tex_note(cfg, baseline:str='random') -> str:
+    b = ("random" if baseline == 'random' else "random with their colour channels fitted the same way (`--baseline-tex-init unwrap`, a control)")
+    if not _tex_tag(cfg): return '' if baseline == 'random' else f" The baseline's textures start {b}."
+    how = ("the prior's mean texture" if cfg.tex_init == 'mean' else
+           "the prior's mean texture with its colour channels first fitted to the actor's training frames (100 texture-regulariser "
+           "steps, no generator; charged to the run in iterations by their seconds)")
+    caveat = (" The colour fit helps a model from scratch as much (its generator starts close to copying its input), so against a "
+              "random baseline the gain is the fit's as much as the prior's: `--baseline-tex-init unwrap` compares like with like."
+              if cfg.tex_init == 'unwrap' and baseline == 'random' else '')
+    return f" The adaptations' new textures start from {how} (`--tex-init {cfg.tex_init}`); the baseline's are {b}.{caveat}"
 
 # %% ../nbs/50_evaluate.ipynb #c041
 def table1(clips, # the held-out actors' clip folders (grouped by identity)
@@ -683,12 +706,13 @@ def figure7(clips, prior, out=None, iters:int=1000,
             baseline_iters:int|None=None, cfg:TrainConfig|None=None, val_frames:int=0, fid:str='both', device=None,
             progress:bool=False,
             methods=('full', 'baseline'), # the methods compared (`METHODS` keys)
+            baseline_tex_init:str='random', # the baseline's texture: 'random' (the paper) or 'unwrap' (a control for `tex_init='unwrap'`)
            ) -> dict:
     "Figure 7 analog: quality against the number of training frames, ours vs the baseline."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     methods = _check_methods(methods)
-    groups, root, cfgs = _setup(clips, prior, out, iters, baseline_iters, cfg)
+    groups, root, cfgs = _setup(clips, prior, out, iters, baseline_iters, cfg, baseline_tex_init)
     rows, per = [], []
     for actor, folders in groups.items():          # frame settings that are the same run for this actor are trained once
         avail = available_frames(folders, val_frames)
@@ -715,8 +739,8 @@ def figure7(clips, prior, out=None, iters:int=1000,
     fig.update_xaxes(type='log', title_text='training frames')
     fig.update_layout(title='Figure 7 analog: quality against training frames', height=320*math.ceil(len(metrics)/cols), margin=dict(l=10, r=10, t=70, b=10))
     md = (_header('Figure 7 analog: quality against the number of training frames', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
-                  FID_NOTE + _tex_note(cfg)) + results_markdown(rows) + "\nPer actor:\n\n" + results_markdown([dict(p, method=f"{METHODS[p['method']]} – {p['actor']}") for p in per]))
-    name = ('figure7' if methods == ('full', 'baseline') else 'figure7-' + '-'.join(methods)) + _tex_tag(cfg)
+                  FID_NOTE + _tex_note(cfg, cfgs['baseline'].tex_init)) + results_markdown(rows) + "\nPer actor:\n\n" + results_markdown([dict(p, method=f"{METHODS[p['method']]} – {p['actor']}") for p in per]))
+    name = ('figure7' if methods == ('full', 'baseline') else 'figure7-' + '-'.join(methods)) + _tex_tag(cfg) + ('' if 'baseline' not in methods else _base_tag(cfgs))
     data = dict(experiment='figure7', methods=list(methods), prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE)
     return dict(data, files=_write_outputs(root, name, md, data, fig))
 
@@ -727,17 +751,18 @@ def table3(clips, prior, out=None, iters:int=1000,
            thresholds=None, # PSNR thresholds (default: whole dB the runs reach)
            cfg:TrainConfig|None=None, val_frames:int=0, device=None, progress:bool=False,
            method:str='full', # the adaptation from the prior compared with the baseline: 'full', 'nomix' or 'texture'
+           baseline_tex_init:str='random', # the baseline's texture: 'random' (the paper) or 'unwrap' (a control for `tex_init='unwrap'`)
           ) -> dict:
     "Table 3 analog: training iterations to reach each validation PSNR, prior vs baseline, and the speed-up."
     import plotly.graph_objects as go
     if method == 'baseline' or method not in METHODS: raise DfeError(f"table3 compares an adaptation with the baseline: method must be one of full, nomix, texture, not {method!r}")
-    groups, root, cfgs = _setup(clips, prior, out, iters, baseline_iters, cfg)
+    groups, root, cfgs = _setup(clips, prior, out, iters, baseline_iters, cfg, baseline_tex_init)
     runs = {m: [train_run(f, root, m, frames, prior, cfgs[m], val_frames, device, progress) for f in groups.values()] for m in (method, 'baseline')}
     t = speedup_table(runs[method], runs['baseline'], thresholds)
     every = cfgs[method].val_every
     L = [_header('Table 3 analog: training iterations to reach a validation PSNR', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                  f"Validation every {every} iterations (the counts' resolution) on `val_windows` windows of the held-out frames; "
-                 "iterations averaged over actors, a threshold counted only if every run reaches it." + _tex_note(cfg)),
+                 "iterations averaged over actors, a threshold counted only if every run reaches it." + _tex_note(cfg, cfgs['baseline'].tex_init)),
          "| method | " + " | ".join(f"{x:g} dB" for x in t['thresholds']) + " |", "|---|" + "---|"*len(t['thresholds'])]
     for lab, k in (('baseline', 'baseline'), (f"{METHODS[method]} (prior)", 'prior')):
         L.append(f"| {lab} | " + " | ".join(_fmt(v, 0) for v in t[k]) + " |")
@@ -769,7 +794,7 @@ def table3(clips, prior, out=None, iters:int=1000,
     fig.update_layout(title='Table 3 analog: validation PSNR against training iterations', xaxis_title='iteration', yaxis_title='PSNR (dB)',
                       height=420, margin=dict(l=10, r=10, t=60, b=10))
     data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), method=method, val_every=every, tex_init=cfgs[method].tex_init, per_actor=per, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
-    name = 'table3' + ('' if method == 'full' else f'-{method}') + _tex_tag(cfg) + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-meantex-25f
+    name = 'table3' + ('' if method == 'full' else f'-{method}') + _tex_tag(cfg) + _base_tag(cfgs) + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-meantex-25f
     return dict(data, files=_write_outputs(root, name, '\n'.join(L) + '\n', data, fig))
 
 EXPERIMENTS = {'table1': table1, 'table3': table3, 'table4': table4, 'figure7': figure7}   # `dfe evaluate-paper` names
@@ -806,7 +831,9 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
                        val_every:int=100, # iterations between validations (table3's resolution)
                        val_frames:int=0, # held-out frames at the end of each actor's last clip (0: a fifth, at most 250)
                        methods:str='', # figure7: the methods compared, comma-separated (default full,baseline); table3: the adaptation compared with the baseline (default full)
-                       tex_init:str='random', # the adapted actor's new texture: random (the paper) or mean (the prior's mean texture); the baseline's is random
+                       tex_init:str='random', # the adapted actor's new texture: random (the paper), mean (the prior's mean texture) or unwrap (the mean, colour fitted to the frames); the baseline's is random
+                       baseline_tex_init:str='random', # table3, figure7: the baseline's texture, random (the paper) or unwrap (a control for --tex-init unwrap)
+                       unwrap_res:int=TrainConfig.unwrap_res, # --tex-init unwrap: texels per tile side of the fitted colour change (0: the texture's)
                        device:str='', progress:bool=True):
     "Reproduce a paper experiment on held-out actors: train/resume the runs, score them, write tables (md, json) and plotly figures."
     from dfe.data import DEFAULT_HELDOUT_IDENTITIES
@@ -818,7 +845,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
     folders = [f for f in find_clip_folders(data or outputs_dir()/'crop') if ClipData(f).identity in ids]
     if not folders: raise DfeError(f"no clip folders of {ids} in {data or outputs_dir()/'crop'} (make them with `dfe crop`)")
     pr = prior or outputs_dir()/'train'/'prior-cpu'
-    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, tex_init=tex_init)
+    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, tex_init=tex_init, unwrap_res=unwrap_res)
     common = dict(clips=folders, prior=pr, out=out or None, iters=iters, cfg=cfg, val_frames=val_frames, device=device or None, progress=progress)
     for n in names:
         kw = dict(common)
@@ -830,6 +857,8 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
         if n == 'table3' and thresholds: kw['thresholds'] = [float(x) for x in thresholds.split(',') if x.strip()]
         if methods and n == 'figure7': kw['methods'] = _check_methods(methods)
         if methods and n == 'table3': kw['method'] = _check_methods(methods)[0]
+        if n in ('table3', 'figure7'): kw['baseline_tex_init'] = baseline_tex_init
+        elif baseline_tex_init != 'random': raise DfeError(f"--baseline-tex-init is a setting of table3 and figure7, not of {n}")
         res = EXPERIMENTS[n](**kw)
         print(open(res['files']['markdown']).read())
         for k, p in res['files'].items(): print(f"  {k}: {p}")

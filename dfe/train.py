@@ -14,20 +14,22 @@ import torch.nn.functional as F
 
 from .core import DfeError, InputFileError, atomic_output, atomic_write_json, atomic_write_text, outputs_dir, get_device
 from .data import DEFAULT_HELDOUT_IDENTITIES
-from .dataset import ClipData, WindowDataset, read_manifest, ARRAYS
+from .dataset import ClipData, WindowDataset, read_manifest, ARRAYS, _pid_alive
 from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer, WindowDiscriminator, LossWeights, STLPIPS,
                         region_weights, region_mask, weighted_l1, texture_l1, perceptual_loss, lsgan_d_loss, lsgan_g_loss,
-                        count_parameters)
+                        count_parameters, NeuralTexture)
 
 # %% auto #0
-__all__ = ['RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS', 'TrainConfig',
+__all__ = ['TEX_INITS', 'RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS', 'TrainConfig',
            'default_loss_weights', 'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler', 'dist_info',
-           'setup_distributed', 'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'renderer_from_state',
-           'load_renderer', 'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'fit',
-           'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline',
-           'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
+           'setup_distributed', 'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'unwrap_texture',
+           'renderer_from_state', 'load_renderer', 'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot',
+           'read_log', 'run_lock', 'fit', 'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders',
+           'train_prior', 'adapt', 'train_baseline', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
+TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
+
 @dataclass
 class TrainConfig:
     "Settings of a training run (model sizes are in `model`, a `dfe.models.RendererConfig` name or dict)."
@@ -41,7 +43,8 @@ class TrainConfig:
     weights:LossWeights|dict|None = None   # loss weights (default: `default_loss_weights(model)`)
     adv_start:int = 0             # iteration from which the adversarial loss is on
     ref_scope:str = 'identity'    # references from the same clip or any clip of the actor (`WindowDataset`)
-    tex_init:str = 'random'       # a new actor's texture: 'random', or 'mean' (the mean of the initial renderer's textures)
+    tex_init:str = 'random'       # a new actor's texture: 'random'; 'mean' (the mean of the initial renderer's textures); 'unwrap' (the mean with its colour channels fitted to the actor's frames, `unwrap_texture`)
+    unwrap_res:int = 64           # `tex_init='unwrap'`: texels per tile side of the fitted colour change (0: the texture's own)
     val_windows:int = 8           # windows in each validation
     val_every:int = 250           # iterations between validations (0: never)
     log_every:int = 10            # iterations between log lines
@@ -54,7 +57,7 @@ class TrainConfig:
         elif isinstance(self.weights, dict): self.weights = replace(default_loss_weights(self.renderer()), **self.weights)
         self.betas = tuple(self.betas)
         if self.batch_size < 1 or self.iters < 0: raise DfeError(f"need batch_size >= 1 and iters >= 0 (got {self.batch_size}, {self.iters})")
-        if self.tex_init not in ('random', 'mean'): raise DfeError(f"tex_init must be 'random' or 'mean', got {self.tex_init!r}")
+        if self.tex_init not in TEX_INITS: raise DfeError(f"tex_init must be one of {', '.join(TEX_INITS)}, got {self.tex_init!r}")
 
     def renderer(self) -> RendererConfig: return renderer_config(self.model)
     def to_dict(self) -> dict:
@@ -70,7 +73,11 @@ def default_loss_weights(rc:RendererConfig) -> LossWeights:
 # settings that may differ when a run is resumed
 RESUMABLE_CHANGES = ('iters', 'val_every', 'log_every', 'ckpt_every', 'num_workers', 'val_windows')
 # settings added after runs were made, with the value those runs had (a run that does not record one resumes at it)
-ADDED_SETTINGS = {'tex_init': 'random'}
+ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0}
+
+def _compared_settings(d:dict) -> dict:
+    "The settings a resumed run must share with its checkpoint's (`unwrap_res` only matters with `tex_init='unwrap'`)."
+    return {k: v for k, v in d.items() if k not in RESUMABLE_CHANGES and not (k == 'unwrap_res' and d.get('tex_init') != 'unwrap')}
 
 # %% ../nbs/31_train.ipynb #c008
 _CONSTANT_PARAMS = ('identity', 'frame_focal', 'frame_principal')
@@ -259,6 +266,37 @@ def mean_texture(d:dict, # a renderer or training-checkpoint dictionary
     ts = list(d.get('textures', {}).values())
     return torch.stack([t.float() for t in ts]).mean(0) if ts else None
 
+@torch.enable_grad()
+def unwrap_texture(texture:NeuralTexture, # the new actor's texture, changed in place (usually the prior's mean texture)
+                   clips, # the actor's training clips (folders, `ClipData` or `ClipSlice`)
+                   steps:int=100, # Adam steps
+                   lr:float=0.05, # Adam learning rate
+                   batch:int=4, # frames per step
+                   res:int=0, # texels per tile side of the fitted colour change, upsampled bilinearly (0: the texture's own)
+                   seed:int=0,
+                  ) -> list: # the texture loss at each step
+    "Fit the texture's first three channels to the actor's frames with the texture regulariser alone (no generator): a colour unwrap."
+    ds = WindowDataset(clips, window=1, refs=0, audio_width=0, seed=seed)
+    P = texture.planes
+    R, dev = texture.res, P.device
+    r = min(res, R) if res > 0 else R
+    base = P.detach()[:, :3].clone()
+    delta = torch.zeros(P.shape[0], 3, r, r, device=dev, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    grow = (lambda d: d) if r == R else (lambda d: F.interpolate(d, size=(R, R), mode='bilinear', align_corners=False))
+    losses = []
+    for _ in range(steps):
+        b = torch.utils.data.default_collate([ds[int(i)] for i in torch.randint(len(ds), (batch,), generator=g)])
+        uv, tile, frames = (b[k][:, 0].to(dev) for k in ('uv', 'tile', 'frames'))
+        planes = torch.cat([base + grow(delta), P.detach()[:, 3:]], 1)
+        f = torch.func.functional_call(texture, {'planes': planes}, (uv, tile))
+        loss = texture_l1(f[:, None, :3], frames[:, None]*2 - 1, (tile >= 0)[:, None])
+        opt.zero_grad(); loss.backward(); opt.step()
+        losses.append(float(loss.detach()))
+    with torch.no_grad(): P[:, :3] = base + grow(delta.detach())
+    return losses
+
 def renderer_from_state(d:dict, # a renderer or training-checkpoint dictionary
                         device='cpu') -> DeferredRenderer:
     "A float32 `DeferredRenderer` from a `dfe.renderer/1` or `dfe.train/1` dictionary."
@@ -399,6 +437,26 @@ def _truncate_log(path:Path, it:int):
 def _append_log(path:Path, rec:dict):
     with open(path, 'a') as f: f.write(json.dumps(rec) + '\n')
 
+@contextlib.contextmanager
+def run_lock(out:Path):
+    "Hold `out/.lock` (this process's PID) while training, so a second process on the same run folder stops with an error instead of interleaving its checkpoints and log; a lock whose process is gone is taken over."
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    p = out/'.lock'
+    for _ in range(3):
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(fd, str(os.getpid()).encode()); os.close(fd)
+            break
+        except FileExistsError:
+            try: pid = int(p.read_text().strip() or 0)
+            except (OSError, ValueError): pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise DfeError(f"{out} is being trained by process {pid}: wait for it, stop it, or choose another output folder") from None
+            p.unlink(missing_ok=True)
+    else: raise DfeError(f"could not take the lock {p}")
+    try: yield
+    finally: p.unlink(missing_ok=True)
+
 def fit(out, # the run folder
         clips, # clip folders / `ClipData` / `ClipSlice` to train on
         cfg:TrainConfig|None=None, # settings
@@ -417,7 +475,8 @@ def fit(out, # the run folder
     out = Path(out)
     dev, rank, world, started = setup_distributed(device)
     try:
-        return _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export_actors, dev, rank, world, progress, callback)
+        with run_lock(out) if rank == 0 else contextlib.nullcontext():
+            return _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export_actors, dev, rank, world, progress, callback)
     finally:
         if started:
             import torch.distributed as dist
@@ -433,7 +492,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     if resume is not None:
         if resume['format'] != CKPT_FORMAT or resume.get('kind') != kind:
             raise DfeError(f"{out} holds a {resume.get('kind')!r} run, not {kind!r}: choose another output folder")
-        old, new = ({k: v for k, v in d.items() if k not in RESUMABLE_CHANGES} for d in (ADDED_SETTINGS | resume['train'], json.loads(json.dumps(cfg.to_dict()))))
+        old, new = (_compared_settings(d) for d in (ADDED_SETTINGS | resume['train'], json.loads(json.dumps(cfg.to_dict()))))
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise DfeError(f"{out} was trained with other settings ({', '.join(diff)}): resume with the same settings or choose another output folder")
@@ -458,12 +517,20 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
         R.generator.load_state_dict(src.generator.state_dict())
         for a in src.actors:
             if a in actors: R.add_actor(a).load_state_dict(src.texture(a).state_dict())
-        if cfg.tex_init == 'mean':
+        if cfg.tex_init in ('mean', 'unwrap'):
             mean = mean_texture(init)
-            if mean is None: raise DfeError("tex_init='mean' needs an initial renderer with textures (a prior run or checkpoint) or a mean texture (a renderer file from `dfe export-prior`)")
+            if mean is None: raise DfeError(f"tex_init={cfg.tex_init!r} needs an initial renderer with textures (a prior run or checkpoint) or a mean texture (a renderer file from `dfe export-prior`)")
             for a in actors:
                 if a not in R.actors:
                     with torch.no_grad(): R.add_actor(a).planes.copy_(mean.to(dev))
+    init_recs = []
+    if cfg.tex_init == 'unwrap' and resume is None:   # new actors (from the mean texture, or random without a prior): colour unwrap
+        for a in actors:
+            if init is not None and a in src.actors: continue
+            t0 = time.perf_counter()
+            ls = unwrap_texture(R.add_actor(a, exist_ok=True), [c for c in clips if c.identity == a], res=cfg.unwrap_res, seed=cfg.seed)
+            init_recs.append(dict(split='init', iter=0, actor=a, tex_init='unwrap', res=cfg.unwrap_res, steps=len(ls), loss=round(ls[-1], 5),
+                                  seconds=round(time.perf_counter() - t0, 3)))
     for a in actors: R.add_actor(a, exist_ok=True)
     D = WindowDiscriminator(rc).to(dev)
     if texture_only: R.generator.requires_grad_(False)
@@ -521,6 +588,8 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     bar = tqdm(total=cfg.iters, initial=start, desc=f'{kind} ({world} proc)', unit='it', disable=not progress or rank != 0, dynamic_ncols=True)
     R.train(); D.train()
     last_val = None
+    if rank == 0:
+        for rec in init_recs: _append_log(log_path, rec)   # the texture unwrap's cost (`dfe.evaluate` counts it)
     if ds_val is not None and start == 0 and cfg.iters > 0:      # the starting point of the validation curve
         last_val = validate(R, ds_val, actor_of, cfg.val_windows, max(1, b), dev)
         rec = dict(split='val', iter=0, **{k: round(v, 4) for k, v in last_val.items()})
@@ -630,7 +699,7 @@ def _save_checkpoint(path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_c
     path.parent.mkdir(parents=True, exist_ok=True)
     _torch_save(st, path)
 
-# %% ../nbs/31_train.ipynb #c038
+# %% ../nbs/31_train.ipynb #c040
 @torch.no_grad()
 def render_clip(renderer:DeferredRenderer, # a trained renderer
                 clip, # a clip folder, `ClipData` or `ClipSlice`
@@ -669,7 +738,7 @@ def render_clip(renderer:DeferredRenderer, # a trained renderer
     renderer.train(was)
     return out
 
-# %% ../nbs/31_train.ipynb #c041
+# %% ../nbs/31_train.ipynb #c043
 def find_clip_folders(path, # a clip folder, or a folder of clip folders
                      ) -> list:
     "The finished clip folders at `path` (itself, or its sub-folders), sorted; `InputFileError` if none."
@@ -753,7 +822,7 @@ def train_baseline(clips, # clip folders of the actor
     train, val = _actor_clips(clips, frames, val_frames)
     return fit(out, train, cfg, kind='baseline', val_clips=val, **kw)
 
-# %% ../nbs/31_train.ipynb #c045
+# %% ../nbs/31_train.ipynb #c047
 def _print_summary(res:dict):
     if dist_info()[0] != 0: return
     t, v = res.get('train') or {}, res.get('val') or {}
@@ -799,7 +868,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
               out:str='', # run folder (default outputs/adapt/ACTOR-Nf); an existing run is resumed
               mix:str='auto', # mixed batches with the prior's data: auto, on, off
               texture_only:bool=False, # adapt only the neural texture
-              tex_init:str='mean', # the new texture: mean (the prior actors' mean texture), or random (the paper's fresh texture)
+              tex_init:str='mean', # the new texture: mean (the prior actors' mean texture), unwrap (the mean, colour channels fitted to the actor's frames), or random (the paper's fresh texture)
               batch_size:int=4, # windows per iteration
               lr:float=TrainConfig.lr, # generator learning rate
               perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default)
