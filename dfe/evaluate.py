@@ -445,14 +445,14 @@ def iterations_to_psnr(log, # a run folder, its log.jsonl, or log records
     recs = log if isinstance(log, list) else read_log(log)
     val = sorted((r for r in recs if r.get('split') == 'val' and r.get(key) is not None), key=lambda r: r['iter'])
     off = init_iterations(recs)
-    return {float(t): next(((int(r['iter']) + off if off else int(r['iter'])) for r in val if r[key] >= t), None) for t in thresholds}
+    return {float(t): next((int(r['iter']) + off for r in val if r[key] >= t), None) for t in thresholds}
 
 def init_iterations(log) -> float:
     "The work a run does before its first iteration (the texture unwrap of `tex_init='unwrap'`) in training iterations: its seconds over the run's median seconds per iteration (rounded to 0.1)."
     recs = log if isinstance(log, list) else read_log(log)
     sec = sum(r.get('seconds', 0.) for r in recs if r.get('split') == 'init')
     spi = [r['s_per_iter'] for r in recs if r.get('split') == 'train' and r.get('s_per_iter')]
-    return round(sec/float(np.median(spi)), 1) if sec and spi else 0.
+    return round(sec/float(np.median(spi)), 1) if sec and spi else 0   # (an int 0 keeps counts without such work integers)
 
 def _as_list(x) -> list:
     "Runs: one run (a folder, or a log as a list of records) or a list of them."
