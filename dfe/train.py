@@ -39,6 +39,7 @@ class TrainConfig:
     lr:float = 1e-3               # Adam learning rate of the generator
     tex_lr:float = 5e-3           # ... of the neural textures
     d_lr:float = 1e-3             # ... of the discriminator
+    lr_scale:float = 1.           # a factor on all three learning rates; may change when a run is resumed (a step schedule by hand, logged)
     betas:tuple = (0.5, 0.99)     # Adam betas (all three optimisers)
     weights:LossWeights|dict|None = None   # loss weights (default: `default_loss_weights(model)`)
     adv_start:int = 0             # iteration from which the adversarial loss is on
@@ -57,6 +58,7 @@ class TrainConfig:
         elif isinstance(self.weights, dict): self.weights = replace(default_loss_weights(self.renderer()), **self.weights)
         self.betas = tuple(self.betas)
         if self.batch_size < 1 or self.iters < 0: raise DfeError(f"need batch_size >= 1 and iters >= 0 (got {self.batch_size}, {self.iters})")
+        if not self.lr_scale > 0: raise DfeError(f"lr_scale must be positive, got {self.lr_scale}")
         if self.tex_init not in TEX_INITS: raise DfeError(f"tex_init must be one of {', '.join(TEX_INITS)}, got {self.tex_init!r}")
 
     def renderer(self) -> RendererConfig: return renderer_config(self.model)
@@ -71,9 +73,9 @@ def default_loss_weights(rc:RendererConfig) -> LossWeights:
     return LossWeights() if rc == CONFIGS['paper'] else LossWeights(perceptual_frames=1, perceptual_crop=0.5)
 
 # settings that may differ when a run is resumed
-RESUMABLE_CHANGES = ('iters', 'val_every', 'log_every', 'ckpt_every', 'num_workers', 'val_windows')
+RESUMABLE_CHANGES = ('iters', 'val_every', 'log_every', 'ckpt_every', 'num_workers', 'val_windows', 'lr_scale')
 # settings added after runs were made, with the value those runs had (a run that does not record one resumes at it)
-ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0}
+ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1.}
 
 def _compared_settings(d:dict) -> dict:
     "The settings a resumed run must share with its checkpoint's (`unwrap_res` only matters with `tex_init='unwrap'`)."
@@ -489,7 +491,9 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     if cfg.batch_size % world: raise DfeError(f"batch_size {cfg.batch_size} is not a multiple of the {world} processes")
     ckpt_path, log_path = out/'ckpt'/'last.pt', out/'log.jsonl'
     resume = load_state(ckpt_path, dev) if ckpt_path.exists() else None
+    lr_was = None
     if resume is not None:
+        lr_was = float(resume['train'].get('lr_scale', ADDED_SETTINGS['lr_scale']))
         if resume['format'] != CKPT_FORMAT or resume.get('kind') != kind:
             raise DfeError(f"{out} holds a {resume.get('kind')!r} run, not {kind!r}: choose another output folder")
         old, new = (_compared_settings(d) for d in (ADDED_SETTINGS | resume['train'], json.loads(json.dumps(cfg.to_dict()))))
@@ -535,16 +539,18 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     D = WindowDiscriminator(rc).to(dev)
     if texture_only: R.generator.requires_grad_(False)
     tex_params = [R.texture(a).planes for a in actors]
-    groups = [dict(params=tex_params, lr=cfg.tex_lr)]
-    if not texture_only: groups.insert(0, dict(params=list(R.generator.parameters()), lr=cfg.lr))
+    groups = [dict(params=tex_params, lr=cfg.tex_lr*cfg.lr_scale)]
+    if not texture_only: groups.insert(0, dict(params=list(R.generator.parameters()), lr=cfg.lr*cfg.lr_scale))
     opt = torch.optim.Adam(groups, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr*cfg.lr_scale, betas=cfg.betas)
     start = 0
     if resume is not None:
         R.generator.load_state_dict(resume['generator'])
         for a, t in resume['textures'].items():
             with torch.no_grad(): R.texture(a).planes.copy_(t)
         D.load_state_dict(resume['discriminator']); opt.load_state_dict(resume['opt']); opt_d.load_state_dict(resume['opt_d'])
+        for o, lrs in ((opt, [g['lr'] for g in groups]), (opt_d, [cfg.d_lr*cfg.lr_scale])):   # the (possibly changed) schedule, not the saved rates
+            for g, lr in zip(o.param_groups, lrs): g['lr'] = lr
         start = int(resume['iter'])
     del resume
     if rank == 0:
@@ -590,6 +596,8 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     last_val = None
     if rank == 0:
         for rec in init_recs: _append_log(log_path, rec)   # the texture unwrap's cost (`dfe.evaluate` counts it)
+        if lr_was is not None and lr_was != cfg.lr_scale:      # a step of a hand-made schedule
+            _append_log(log_path, dict(split='schedule', iter=start, lr_scale=cfg.lr_scale, was=lr_was))
     if ds_val is not None and start == 0 and cfg.iters > 0:      # the starting point of the validation curve
         last_val = validate(R, ds_val, actor_of, cfg.val_windows, max(1, b), dev)
         rec = dict(split='val', iter=0, **{k: round(v, 4) for k, v in last_val.items()})
@@ -699,7 +707,7 @@ def _save_checkpoint(path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_c
     path.parent.mkdir(parents=True, exist_ok=True)
     _torch_save(st, path)
 
-# %% ../nbs/31_train.ipynb #c040
+# %% ../nbs/31_train.ipynb #c042
 @torch.no_grad()
 def render_clip(renderer:DeferredRenderer, # a trained renderer
                 clip, # a clip folder, `ClipData` or `ClipSlice`
@@ -738,7 +746,7 @@ def render_clip(renderer:DeferredRenderer, # a trained renderer
     renderer.train(was)
     return out
 
-# %% ../nbs/31_train.ipynb #c043
+# %% ../nbs/31_train.ipynb #c045
 def find_clip_folders(path, # a clip folder, or a folder of clip folders
                      ) -> list:
     "The finished clip folders at `path` (itself, or its sub-folders), sorted; `InputFileError` if none."
@@ -822,7 +830,7 @@ def train_baseline(clips, # clip folders of the actor
     train, val = _actor_clips(clips, frames, val_frames)
     return fit(out, train, cfg, kind='baseline', val_clips=val, **kw)
 
-# %% ../nbs/31_train.ipynb #c047
+# %% ../nbs/31_train.ipynb #c049
 def _print_summary(res:dict):
     if dist_info()[0] != 0: return
     t, v = res.get('train') or {}, res.get('val') or {}
@@ -840,6 +848,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     iters:int=100000, # iterations in total
                     batch_size:int=4, # windows per iteration (over all processes)
                     lr:float=TrainConfig.lr, # generator learning rate
+                    lr_scale:float=1., # a factor on all learning rates; may change when the run is resumed (a step schedule)
                     perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default, `default_loss_weights`)
                     perceptual_crop:float=-1, # ST-LPIPS on a square of this fraction of the side around the mouth (0: whole frames; -1: default)
                     heldout:str='default', # comma-separated identities never trained on ('default': dfe.data.DEFAULT_HELDOUT_IDENTITIES; 'none')
@@ -856,7 +865,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     skipped = sorted({c.identity for c in cs if c.identity in held})
     if dist_info()[0] == 0 and int(os.environ.get('RANK', 0)) == 0:
         print(f"prior: {len(use)} clips of {len({c.identity for c in use})} actors" + (f" (held out: {', '.join(skipped)})" if skipped else ''))
-    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop)
+    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale)
     res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, device=device or None, progress=progress)
     _print_summary(res)
     return 0
