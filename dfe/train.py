@@ -548,9 +548,10 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
         R.generator.load_state_dict(resume['generator'])
         for a, t in resume['textures'].items():
             with torch.no_grad(): R.texture(a).planes.copy_(t)
+        rates = [[g['lr'] for g in o.param_groups] for o in (opt, opt_d)]   # this run's (possibly changed) rates, not the saved ones
         D.load_state_dict(resume['discriminator']); opt.load_state_dict(resume['opt']); opt_d.load_state_dict(resume['opt_d'])
-        for o, lrs in ((opt, [g['lr'] for g in groups]), (opt_d, [cfg.d_lr*cfg.lr_scale])):   # the (possibly changed) schedule, not the saved rates
-            for g, lr in zip(o.param_groups, lrs): g['lr'] = lr
+        for o, rs in zip((opt, opt_d), rates):
+            for g, lr in zip(o.param_groups, rs): g['lr'] = lr
         start = int(resume['iter'])
     del resume
     if rank == 0:
