@@ -551,7 +551,7 @@ def train_run(folders:list, # one actor's clip folders
     if method not in METHODS: raise DfeError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     n = _effective(frames, available_frames(folders, val_frames))
     actor = ClipData(folders[0]).identity
-    base = f"{method}-{_frames_label(n)}f" + _tex_tag(cfg) + (f"-v{val_frames}" if val_frames else '')   # (a baseline's texture is random unless asked)
+    base = f"{method}-{_frames_label(n)}f" + _tex_tag(cfg) + _aug_tag(cfg) + (f"-v{val_frames}" if val_frames else '')   # (a baseline's texture is random unless asked)
     out = Path(root)/'runs'/actor/f"{base}-{cfg.iters}it"
     if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters: return out
     if not out.exists(): _extend_from_shorter(out, base, cfg.iters)
@@ -649,6 +649,10 @@ def _tex_tag(cfg) -> str:
     res = '' if cfg.tex_init != 'unwrap' or cfg.unwrap_res == TrainConfig.unwrap_res else str(cfg.unwrap_res)   # e.g. -unwrap0tex
     return f'-{cfg.tex_init}{res}tex'
 
+def _aug_tag(cfg) -> str:
+    "'-hflip0.5' for settings that mirror training windows (`TrainConfig.hflip`), '' for the paper's unmirrored ones: run and table names."
+    return f'-hflip{cfg.hflip:g}' if cfg is not None and cfg.hflip > 0 else ''
+
 def _setup(clips, prior, out, iters, baseline_iters, cfg, baseline_tex_init:str='random'):
     if baseline_tex_init not in ('random', 'unwrap'): raise DfeError(f"the baseline's texture starts 'random' or 'unwrap' (there is no prior to take a mean from), not {baseline_tex_init!r}")
     groups = actor_clips(clips)
@@ -662,6 +666,10 @@ def _base_tag(cfgs) -> str:
     return '-base' + _tex_tag(cfgs['baseline'])[1:] if _tex_tag(cfgs['baseline']) else ''
 
 def _tex_note(cfg, baseline:str='random') -> str:
+    return _texture_start_note(cfg, baseline) + (f" Every method's training windows are mirrored left to right with chance {cfg.hflip:g} (`--hflip`)."
+                                            if cfg is not None and cfg.hflip > 0 else '')
+
+def _texture_start_note(cfg, baseline:str='random') -> str:
     b = ("random" if baseline == 'random' else "random with their colour channels fitted the same way (`--baseline-tex-init unwrap`, a control)")
     if not _tex_tag(cfg): return '' if baseline == 'random' else f" The baseline's textures start {b}."
     how = ("the prior's mean texture" if cfg.tex_init == 'mean' else
@@ -672,7 +680,7 @@ def _tex_note(cfg, baseline:str='random') -> str:
               if cfg.tex_init == 'unwrap' and baseline == 'random' else '')
     return f" The adaptations' new textures start from {how} (`--tex-init {cfg.tex_init}`); the baseline's are {b}.{caveat}"
 
-# %% ../nbs/50_evaluate.ipynb #c041
+# %% ../nbs/50_evaluate.ipynb #c042
 def table1(clips, # the held-out actors' clip folders (grouped by identity)
            prior, # the prior (run folder, checkpoint or renderer file)
            out=None, # experiment folder (default outputs/eval)
@@ -688,7 +696,7 @@ def table1(clips, # the held-out actors' clip folders (grouped by identity)
     md = _header('Table 1 analog: re-enactment quality', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                  FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
     data = dict(experiment='table1', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
-    return dict(data, files=_write_outputs(root, 'table1' + _tex_tag(cfg), md, data, _bar_figure(rows, 'Table 1 analog')))
+    return dict(data, files=_write_outputs(root, 'table1' + _tex_tag(cfg) + _aug_tag(cfg), md, data, _bar_figure(rows, 'Table 1 analog')))
 
 def table4(clips, prior, out=None, iters:int=1000,
            frames:int=100, # training frames (the paper: 100)
@@ -698,9 +706,9 @@ def table4(clips, prior, out=None, iters:int=1000,
     rows, per = _collect(groups, root, [('nomix', frames), ('full', frames)], prior, cfgs, val_frames, fid, device, progress)
     md = _header('Table 4 analog: mixed training ablation', prior, groups, iters, FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
     data = dict(experiment='table4', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
-    return dict(data, files=_write_outputs(root, 'table4' + _tex_tag(cfg), md, data, _bar_figure(rows, 'Table 4 analog')))
+    return dict(data, files=_write_outputs(root, 'table4' + _tex_tag(cfg) + _aug_tag(cfg), md, data, _bar_figure(rows, 'Table 4 analog')))
 
-# %% ../nbs/50_evaluate.ipynb #c043
+# %% ../nbs/50_evaluate.ipynb #c044
 def figure7(clips, prior, out=None, iters:int=1000,
             frames=(25, 50, 100, 250, 0), # training-frame settings (0: all available)
             baseline_iters:int|None=None, cfg:TrainConfig|None=None, val_frames:int=0, fid:str='both', device=None,
@@ -740,11 +748,11 @@ def figure7(clips, prior, out=None, iters:int=1000,
     fig.update_layout(title='Figure 7 analog: quality against training frames', height=320*math.ceil(len(metrics)/cols), margin=dict(l=10, r=10, t=70, b=10))
     md = (_header('Figure 7 analog: quality against the number of training frames', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                   FID_NOTE + _tex_note(cfg, cfgs['baseline'].tex_init)) + results_markdown(rows) + "\nPer actor:\n\n" + results_markdown([dict(p, method=f"{METHODS[p['method']]} – {p['actor']}") for p in per]))
-    name = ('figure7' if methods == ('full', 'baseline') else 'figure7-' + '-'.join(methods)) + _tex_tag(cfg) + ('' if 'baseline' not in methods else _base_tag(cfgs))
+    name = ('figure7' if methods == ('full', 'baseline') else 'figure7-' + '-'.join(methods)) + _tex_tag(cfg) + _aug_tag(cfg) + ('' if 'baseline' not in methods else _base_tag(cfgs))
     data = dict(experiment='figure7', methods=list(methods), prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE)
     return dict(data, files=_write_outputs(root, name, md, data, fig))
 
-# %% ../nbs/50_evaluate.ipynb #c045
+# %% ../nbs/50_evaluate.ipynb #c046
 def table3(clips, prior, out=None, iters:int=1000,
            baseline_iters:int|None=None, # iterations of the baseline (default: `iters`; it needs many more to reach high PSNRs)
            frames:int=0, # training frames (the paper: 1000, "not just due to limited data"; 0: all available)
@@ -794,12 +802,12 @@ def table3(clips, prior, out=None, iters:int=1000,
     fig.update_layout(title='Table 3 analog: validation PSNR against training iterations', xaxis_title='iteration', yaxis_title='PSNR (dB)',
                       height=420, margin=dict(l=10, r=10, t=60, b=10))
     data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), method=method, val_every=every, tex_init=cfgs[method].tex_init, per_actor=per, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
-    name = 'table3' + ('' if method == 'full' else f'-{method}') + _tex_tag(cfg) + _base_tag(cfgs) + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-meantex-25f
+    name = 'table3' + ('' if method == 'full' else f'-{method}') + _tex_tag(cfg) + _aug_tag(cfg) + _base_tag(cfgs) + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-meantex-25f
     return dict(data, files=_write_outputs(root, name, '\n'.join(L) + '\n', data, fig))
 
 EXPERIMENTS = {'table1': table1, 'table3': table3, 'table4': table4, 'figure7': figure7}   # `dfe evaluate-paper` names
 
-# %% ../nbs/50_evaluate.ipynb #c055
+# %% ../nbs/50_evaluate.ipynb #c056
 def evaluate_cmd(run:str, # RUN: a training run folder (from `dfe adapt` or `dfe train-baseline`)
                  frames:str='val', # 'val' (the run's held-out frames), 'all', or N (the last N frames of each clip)
                  clips:str='', # evaluate on these clip folders instead (a clip folder or a folder of them; with frames all or N)
@@ -834,6 +842,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
                        tex_init:str='random', # the adapted actor's new texture: random (the paper), mean (the prior's mean texture) or unwrap (the mean, colour fitted to the frames); the baseline's is random
                        baseline_tex_init:str='random', # table3, figure7: the baseline's texture, random (the paper) or unwrap (a control for --tex-init unwrap)
                        unwrap_res:int=TrainConfig.unwrap_res, # --tex-init unwrap: texels per tile side of the fitted colour change (0: the texture's)
+                       hflip:float=0., # chance that a training window is mirrored left to right, for every method (0: never, the paper)
                        device:str='', progress:bool=True):
     "Reproduce a paper experiment on held-out actors: train/resume the runs, score them, write tables (md, json) and plotly figures."
     from dfe.data import DEFAULT_HELDOUT_IDENTITIES
@@ -845,7 +854,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
     folders = [f for f in find_clip_folders(data or outputs_dir()/'crop') if ClipData(f).identity in ids]
     if not folders: raise DfeError(f"no clip folders of {ids} in {data or outputs_dir()/'crop'} (make them with `dfe crop`)")
     pr = prior or outputs_dir()/'train'/'prior-cpu'
-    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, tex_init=tex_init, unwrap_res=unwrap_res)
+    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, tex_init=tex_init, unwrap_res=unwrap_res, hflip=hflip)
     common = dict(clips=folders, prior=pr, out=out or None, iters=iters, cfg=cfg, val_frames=val_frames, device=device or None, progress=progress)
     for n in names:
         kw = dict(common)

@@ -21,11 +21,12 @@ from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer,
 
 # %% auto #0
 __all__ = ['TEX_INITS', 'RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS', 'TrainConfig',
-           'default_loss_weights', 'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler', 'dist_info',
-           'setup_distributed', 'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'unwrap_texture',
-           'renderer_from_state', 'load_renderer', 'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot',
-           'read_log', 'run_lock', 'fit', 'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders',
-           'train_prior', 'adapt', 'train_baseline', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
+           'default_loss_weights', 'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler',
+           'mirror_windows', 'dist_info', 'setup_distributed', 'load_state', 'renderer_state', 'save_renderer',
+           'mean_texture', 'unwrap_texture', 'renderer_from_state', 'load_renderer', 'export_prior_cmd', 'psnr',
+           'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock', 'fit', 'ranks_in_sync', 'train_step',
+           'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline', 'train_prior_cmd', 'adapt_cmd',
+           'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
@@ -51,6 +52,7 @@ class TrainConfig:
     log_every:int = 10            # iterations between log lines
     ckpt_every:int = 250          # iterations between checkpoints
     num_workers:int = 0           # DataLoader worker processes per training process
+    hflip:float = 0.              # chance that a training window is mirrored left to right (`mirror_windows`); 0: never (the paper)
     seed:int = 0
 
     def __post_init__(self):
@@ -59,6 +61,7 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.batch_size < 1 or self.iters < 0: raise DfeError(f"need batch_size >= 1 and iters >= 0 (got {self.batch_size}, {self.iters})")
         if not self.lr_scale > 0: raise DfeError(f"lr_scale must be positive, got {self.lr_scale}")
+        if not 0 <= self.hflip <= 1: raise DfeError(f"hflip is a probability in [0, 1], got {self.hflip}")
         if self.tex_init not in TEX_INITS: raise DfeError(f"tex_init must be one of {', '.join(TEX_INITS)}, got {self.tex_init!r}")
 
     def renderer(self) -> RendererConfig: return renderer_config(self.model)
@@ -75,7 +78,7 @@ def default_loss_weights(rc:RendererConfig) -> LossWeights:
 # settings that may differ when a run is resumed
 RESUMABLE_CHANGES = ('iters', 'val_every', 'log_every', 'ckpt_every', 'num_workers', 'val_windows', 'lr_scale')
 # settings added after runs were made, with the value those runs had (a run that does not record one resumes at it)
-ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1.}
+ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0.}
 
 def _compared_settings(d:dict) -> dict:
     "The settings a resumed run must share with its checkpoint's (`unwrap_res` only matters with `tex_init='unwrap'`)."
@@ -191,6 +194,29 @@ def _loader(ds, batch:int, seed:int, rank:int, world:int, start_iter:int, worker
                                             drop_last=True))
 
 # %% ../nbs/31_train.ipynb #c017
+_MIRRORED = {'frames': -1, 'ref_frames': -1, 'uv': -2, 'tile': -1, 'part': -1, 'depth': -1, 'masks': -1}   # key -> its image-width dimension
+
+def mirror_windows(batch:dict, # a batch of `WindowDataset` items, (B, ...) tensors
+                   which, # (B,) bool tensor: the windows to mirror
+                  ) -> dict: # a new batch; the given one is not changed
+    "Mirror the chosen windows left to right: every image of a window (crop, UV raster, tiles, masks, references) together."
+    which = torch.as_tensor(which, dtype=torch.bool)
+    if not which.any(): return batch
+    out = dict(batch)
+    for k, d in _MIRRORED.items():
+        if k not in batch: continue
+        v = batch[k].clone()
+        v[which] = v[which].flip(d)
+        out[k] = v
+    return out
+
+def _hflip_mask(cfg:TrainConfig, it:int, rank:int, world:int, n:int) -> torch.Tensor:
+    "(n,) which windows of iteration `it` are mirrored: the same on a resumed run."
+    if cfg.hflip <= 0: return torch.zeros(n, dtype=torch.bool)
+    g = torch.Generator().manual_seed(cfg.seed*104729 + it*world + rank + 1)
+    return torch.rand(n, generator=g) < cfg.hflip
+
+# %% ../nbs/31_train.ipynb #c021
 def dist_info() -> tuple:
     "(rank, world size, local rank) of this process (0, 1, 0 without a process group)."
     import torch.distributed as dist
@@ -228,7 +254,7 @@ def _barrier(world:int):
         import torch.distributed as dist
         dist.barrier()
 
-# %% ../nbs/31_train.ipynb #c019
+# %% ../nbs/31_train.ipynb #c023
 CKPT_FORMAT, RENDERER_FORMAT = 'dfe.train/1', 'dfe.renderer/1'
 
 def _torch_save(obj, path) -> Path:
@@ -319,7 +345,7 @@ def load_renderer(path, # `renderer.pt`, a training checkpoint, or a run folder
     if p.is_dir(): p = p/'renderer.pt' if (p/'renderer.pt').exists() else p/'ckpt'/'last.pt'
     return renderer_from_state(load_state(p), device)
 
-# %% ../nbs/31_train.ipynb #c021
+# %% ../nbs/31_train.ipynb #c025
 def export_prior_cmd(run:str='', # prior run folder or checkpoint (default: outputs/train/prior-cpu)
                      out:str='', # renderer file to write (default: dfe/weights/prior_cpu.pt in the checkout)
                     ) -> int:
@@ -337,7 +363,7 @@ def export_prior_cmd(run:str='', # prior run folder or checkpoint (default: outp
     print(f"{dst}: prior at iteration {it}, {dst.stat().st_size:,} bytes, sha256 {sha256_file(dst)}")
     return 0
 
-# %% ../nbs/31_train.ipynb #c024
+# %% ../nbs/31_train.ipynb #c028
 def psnr(pred:torch.Tensor, # (..., 3, H, W) in [0, 1]
          target:torch.Tensor, # same shape
          mask:torch.Tensor|None=None, # (..., H, W) pixels to include (default all)
@@ -375,7 +401,7 @@ def validate(renderer:DeferredRenderer, # the renderer (not DDP-wrapped)
     renderer.train(was)
     return dict(psnr=float(torch.cat(ps).mean()), psnr_mouth=float(torch.cat(pm).mean()), l1=float(torch.cat(l1).mean()))
 
-# %% ../nbs/31_train.ipynb #c027
+# %% ../nbs/31_train.ipynb #c031
 def plot_log(records, # log records (`read_log`) or a run folder
              title:str=''):
     "Training losses (log scale) and validation PSNR against the iteration."
@@ -407,7 +433,7 @@ class LivePlot:
         if self.handle is None: self.handle = display(fig, display_id=True)
         else: self.handle.update(fig)
 
-# %% ../nbs/31_train.ipynb #c029
+# %% ../nbs/31_train.ipynb #c033
 def _clip_list(clips) -> list:
     return [c if isinstance(c, ClipData) else ClipData(c) for c in clips]
 
@@ -607,7 +633,8 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     acc, n_acc, t_last = {}, 0, time.perf_counter()
     it = start
     while it < cfg.iters:
-        bt = _to_device(next_batch(it), dev)
+        bt = next_batch(it)
+        bt = _to_device(mirror_windows(bt, _hflip_mask(cfg, it, rank, world, len(bt['clip']))), dev)
         L = train_step(Rw, D, Dw, opt, opt_d, lp, bt, [actor_of[c] for c in bt['clip']], w,
                        adversarial=w.adversarial > 0 and it >= cfg.adv_start,
                        generator=torch.Generator().manual_seed(cfg.seed*7919 + it*world + rank))
@@ -708,7 +735,7 @@ def _save_checkpoint(path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_c
     path.parent.mkdir(parents=True, exist_ok=True)
     _torch_save(st, path)
 
-# %% ../nbs/31_train.ipynb #c042
+# %% ../nbs/31_train.ipynb #c046
 @torch.no_grad()
 def render_clip(renderer:DeferredRenderer, # a trained renderer
                 clip, # a clip folder, `ClipData` or `ClipSlice`
@@ -747,7 +774,7 @@ def render_clip(renderer:DeferredRenderer, # a trained renderer
     renderer.train(was)
     return out
 
-# %% ../nbs/31_train.ipynb #c045
+# %% ../nbs/31_train.ipynb #c049
 def find_clip_folders(path, # a clip folder, or a folder of clip folders
                      ) -> list:
     "The finished clip folders at `path` (itself, or its sub-folders), sorted; `InputFileError` if none."
@@ -831,7 +858,7 @@ def train_baseline(clips, # clip folders of the actor
     train, val = _actor_clips(clips, frames, val_frames)
     return fit(out, train, cfg, kind='baseline', val_clips=val, **kw)
 
-# %% ../nbs/31_train.ipynb #c049
+# %% ../nbs/31_train.ipynb #c053
 def _print_summary(res:dict):
     if dist_info()[0] != 0: return
     t, v = res.get('train') or {}, res.get('val') or {}
@@ -850,6 +877,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     batch_size:int=4, # windows per iteration (over all processes)
                     lr:float=TrainConfig.lr, # generator learning rate
                     lr_scale:float=1., # a factor on all learning rates; may change when the run is resumed (a step schedule)
+                    hflip:float=0., # chance that a training window is mirrored left to right (0: never)
                     perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default, `default_loss_weights`)
                     perceptual_crop:float=-1, # ST-LPIPS on a square of this fraction of the side around the mouth (0: whole frames; -1: default)
                     heldout:str='default', # comma-separated identities never trained on ('default': dfe.data.DEFAULT_HELDOUT_IDENTITIES; 'none')
@@ -866,7 +894,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     skipped = sorted({c.identity for c in cs if c.identity in held})
     if dist_info()[0] == 0 and int(os.environ.get('RANK', 0)) == 0:
         print(f"prior: {len(use)} clips of {len({c.identity for c in use})} actors" + (f" (held out: {', '.join(skipped)})" if skipped else ''))
-    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale)
+    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip)
     res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, device=device or None, progress=progress)
     _print_summary(res)
     return 0
@@ -884,6 +912,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
               perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default)
               perceptual_crop:float=-1, # ST-LPIPS on a square of this fraction of the side around the mouth (0: whole frames; -1: default)
               val_frames:int=0, # validation frames at the clip's end (0: a fifth, at most 250)
+              hflip:float=0., # chance that a training window is mirrored left to right (0: never)
               num_workers:int=0, seed:int=0,
               device:str='', # cpu or cuda (default: CUDA if available)
               progress:bool=True):
@@ -893,7 +922,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
     pr = prior or outputs_dir()/'train'/'prior-cpu'
     st = _prior_state(pr, 'cpu')
     model = st['config'] if st['format'] == RENDERER_FORMAT else st['train']['model']
-    cfg = replace(_train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop), tex_init=tex_init)
+    cfg = replace(_train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip), tex_init=tex_init)
     dest = out or outputs_dir()/'adapt'/f"{actor}-{frames}f{'-tex' if texture_only else ''}"
     res = adapt(folders, dest, pr, frames=frames, cfg=cfg, mix=mix, texture_only=texture_only, val_frames=val_frames,
                 device=device or None, progress=progress)
@@ -906,11 +935,12 @@ def train_baseline_cmd(dataset:str, # DATASETDIR: the actor's clip folder(s)
                        out:str='', # run folder (default outputs/baseline/ACTOR-Nf)
                        config:str='cpu', # renderer configuration
                        batch_size:int=4, lr:float=TrainConfig.lr, perceptual_frames:int=-1, perceptual_crop:float=-1, val_frames:int=0,
+                       hflip:float=0., # chance that a training window is mirrored left to right (0: never)
                        num_workers:int=0, seed:int=0, device:str='', progress:bool=True):
     "Train the baseline: the same renderer from scratch on the actor's first N frames."
     folders = find_clip_folders(dataset)
     actor = ClipData(folders[0]).identity
-    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop)
+    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip)
     res = train_baseline(folders, out or outputs_dir()/'baseline'/f'{actor}-{frames}f', frames, cfg, val_frames,
                          device=device or None, progress=progress)
     _print_summary(res)
