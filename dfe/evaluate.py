@@ -24,9 +24,9 @@ __all__ = ['INCEPTION_SHA1', 'FID_NOTE', 'FID_CACHE_VERSION', 'EVAL_VERSION', 'M
            'mouth_crops', 'inception_weights_path', 'inception_model', 'nv_bilinear', 'inception_features',
            'feature_statistics', 'frechet_distance', 'fid_from_features', 'kid_from_features', 'evaluate_predictions',
            'evaluation_clips', 'training_seconds', 'run_iterations', 'comparison_grid', 'write_png', 'evaluate_run',
-           'iterations_to_psnr', 'init_iterations', 'default_thresholds', 'speedup_table', 'actor_clips',
-           'available_frames', 'experiment_config', 'train_run', 'results_markdown', 'table1', 'table4', 'figure7',
-           'table3', 'evaluate_cmd', 'evaluate_paper_cmd']
+           'heldout_difficulty', 'iterations_to_psnr', 'init_iterations', 'default_thresholds', 'speedup_table',
+           'actor_clips', 'available_frames', 'experiment_config', 'train_run', 'results_markdown', 'table1', 'table4',
+           'figure7', 'table3', 'evaluate_cmd', 'evaluate_paper_cmd']
 
 # %% ../nbs/50_evaluate.ipynb #c005
 def image_tensor(x, # (N, H, W, 3) uint8 array/tensor, or (N, 3, H, W) floats in [0, 1]
@@ -437,6 +437,61 @@ def evaluate_run(run, # a training run folder (`dfe adapt`, `dfe train-baseline`
     return res
 
 # %% ../nbs/50_evaluate.ipynb #c034
+def _training_params(info:dict) -> tuple:
+    "(expression (N, 53), rotation in degrees (N, 3)) of a run's training frames."
+    E, P = [], []
+    for r in info.get('clips', []):
+        c = ClipData(r['folder']); a, b = r.get('slice', [0, r['frames']])
+        E.append(np.asarray(c.params['expression'][a:b], np.float64)); P.append(np.degrees(np.asarray(c.params['rotation'][a:b], np.float64)))
+    if not E: raise DfeError("the run records no training clips")
+    return np.concatenate(E), np.concatenate(P)
+
+def _gap_errors(folder, a:int, b:int) -> np.ndarray:
+    "|fitted − detected| inner-lip gap (inter-ocular units) of frames a..b of a clip folder, from its track; NaN without one."
+    from dfe.tracking import Track, _fitted_points, inner_lip_gap
+    from dfe.facemodel import load_face_model
+    tp = json.loads((Path(folder)/'dataset.json').read_text()).get('track')
+    if not tp or not Path(tp).exists(): return np.full(b - a, np.nan)
+    tr = Track.load(tp)
+    model = load_face_model(parts=tr.parts, n_identity=len(tr.identity), device='cpu')
+    fit = _fitted_points(tr, model)[a:b]
+    ok = np.asarray(tr.failed[a:b]) == 0
+    return np.where(ok, np.abs(inner_lip_gap(fit) - inner_lip_gap(tr.landmarks[a:b])), np.nan)
+
+def heldout_difficulty(run, # a run folder scored by `evaluate_run` (its metrics.json)
+                       gap:bool=True, # also the tracking's lip-gap error (reads the clip's track and the face model)
+                      ) -> dict: # per_frame (lists), correlation (r with mouth PSNR), train_pose / heldout_pose ranges (degrees)
+    "Each held-out frame's mouth PSNR beside the tracking's lip-gap error, the novelty of its mouth expression and its head pose outside the training range; correlations over frames."
+    from dfe.facemodel import ICT_EXPRESSION_NAMES
+    from dfe.tracking import _corr
+    run = Path(run)
+    mp = run/'metrics.json'
+    if not mp.exists(): raise InputFileError(mp, "no metrics: score the run first (`dfe evaluate RUN`, or `evaluate_run`)")
+    m = json.loads(mp.read_text())
+    E_tr, P_tr = _training_params(_run_json(run))
+    mo = [i for i, n in enumerate(ICT_EXPRESSION_NAMES) if n.startswith(('jaw', 'mouth'))]
+    lo, hi = P_tr.min(0), P_tr.max(0)
+    cols = dict(gap_error=[], expression_novelty=[], yaw_outside=[], pitch_outside=[], roll_outside=[])
+    P_ev = []
+    for r in m['settings']['clips']:
+        c = ClipData(r['folder']); a, b = r['slice']
+        E = np.asarray(c.params['expression'][a:b], np.float64); P = np.degrees(np.asarray(c.params['rotation'][a:b], np.float64))
+        P_ev.append(P)
+        cols['expression_novelty'] += np.linalg.norm(E[:, None, mo] - E_tr[None, :, mo], axis=-1).min(1).tolist()
+        out = np.maximum(0, np.maximum(P - hi, lo - P))
+        for k, j in (('pitch_outside', 0), ('yaw_outside', 1), ('roll_outside', 2)): cols[k] += out[:, j].tolist()
+        cols['gap_error'] += (_gap_errors(r['folder'], a, b) if gap else np.full(b - a, np.nan)).tolist()
+    mouth = np.asarray(m['per_frame']['mouth_psnr'], np.float64)
+    if len(mouth) != len(cols['expression_novelty']): raise DfeError(f"{mp}: {len(mouth)} scored frames, {len(cols['expression_novelty'])} in its clips")
+    P_ev = np.concatenate(P_ev)
+    rng = lambda P: {k: [round(float(P[:, j].min()), 1), round(float(P[:, j].max()), 1)] for k, j in (('pitch', 0), ('yaw', 1), ('roll', 2))}
+    nan = lambda v: None if not np.isfinite(v) else round(float(v), 3)
+    return dict(run=str(run), per_frame=dict(mouth_psnr=mouth.tolist(), **cols),
+                correlation={k: nan(_corr(mouth, v)) for k, v in cols.items()},
+                mean={k: nan(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in dict(mouth_psnr=mouth, **{k: np.asarray(v) for k, v in cols.items()}).items()},
+                train_pose=rng(P_tr), heldout_pose=rng(P_ev))
+
+# %% ../nbs/50_evaluate.ipynb #c039
 def iterations_to_psnr(log, # a run folder, its log.jsonl, or log records
                        thresholds, # PSNR values (dB)
                        key:str='psnr', # validation value: 'psnr' or 'psnr_mouth'
@@ -487,7 +542,7 @@ def speedup_table(prior_run, # adaptation run(s) from the prior (folders, logs o
     head = dict(threshold=th[reached[-1]], speedup=sp[reached[-1]], prior=p[reached[-1]], baseline=b[reached[-1]]) if reached else None
     return dict(key=key, thresholds=th, prior=p, baseline=b, speedup=sp, headline=head, n_prior_runs=len(pr), n_baseline_runs=len(br))
 
-# %% ../nbs/50_evaluate.ipynb #c037
+# %% ../nbs/50_evaluate.ipynb #c042
 METHODS = {'full': 'ours (full)', 'nomix': 'ours w/o mixed data', 'texture': 'ours (texture only)', 'baseline': 'baseline'}
 
 def actor_clips(clips, # a clip folder, a folder of clip folders, or a list of either
@@ -561,7 +616,7 @@ def train_run(folders:list, # one actor's clip folders
     else: adapt(folders, out, prior, n, cfg, mix='on' if method == 'full' else 'off', texture_only=method == 'texture', val_frames=val_frames, **kw)
     return out
 
-# %% ../nbs/50_evaluate.ipynb #c039
+# %% ../nbs/50_evaluate.ipynb #c044
 METRIC_COLUMNS = (('psnr', 'PSNR ↑', 2), ('ssim', 'SSIM ↑', 3), ('stlpips', 'ST-LPIPS ↓', 4), ('fid', 'FID ↓', 2), ('kid', 'KID ↓', 4),
                   ('mouth_psnr', 'mouth PSNR ↑', 2), ('mouth_ssim', 'mouth SSIM ↑', 3), ('mouth_stlpips', 'mouth ST-LPIPS ↓', 4),
                   ('mouth_fid', 'mouth FID ↓', 2))
@@ -680,7 +735,7 @@ def _texture_start_note(cfg, baseline:str='random') -> str:
               if cfg.tex_init == 'unwrap' and baseline == 'random' else '')
     return f" The adaptations' new textures start from {how} (`--tex-init {cfg.tex_init}`); the baseline's are {b}.{caveat}"
 
-# %% ../nbs/50_evaluate.ipynb #c042
+# %% ../nbs/50_evaluate.ipynb #c047
 def table1(clips, # the held-out actors' clip folders (grouped by identity)
            prior, # the prior (run folder, checkpoint or renderer file)
            out=None, # experiment folder (default outputs/eval)
@@ -708,7 +763,7 @@ def table4(clips, prior, out=None, iters:int=1000,
     data = dict(experiment='table4', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
     return dict(data, files=_write_outputs(root, 'table4' + _tex_tag(cfg) + _aug_tag(cfg), md, data, _bar_figure(rows, 'Table 4 analog')))
 
-# %% ../nbs/50_evaluate.ipynb #c044
+# %% ../nbs/50_evaluate.ipynb #c049
 def figure7(clips, prior, out=None, iters:int=1000,
             frames=(25, 50, 100, 250, 0), # training-frame settings (0: all available)
             baseline_iters:int|None=None, cfg:TrainConfig|None=None, val_frames:int=0, fid:str='both', device=None,
@@ -752,7 +807,7 @@ def figure7(clips, prior, out=None, iters:int=1000,
     data = dict(experiment='figure7', methods=list(methods), prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE)
     return dict(data, files=_write_outputs(root, name, md, data, fig))
 
-# %% ../nbs/50_evaluate.ipynb #c046
+# %% ../nbs/50_evaluate.ipynb #c051
 def table3(clips, prior, out=None, iters:int=1000,
            baseline_iters:int|None=None, # iterations of the baseline (default: `iters`; it needs many more to reach high PSNRs)
            frames:int=0, # training frames (the paper: 1000, "not just due to limited data"; 0: all available)
@@ -807,7 +862,7 @@ def table3(clips, prior, out=None, iters:int=1000,
 
 EXPERIMENTS = {'table1': table1, 'table3': table3, 'table4': table4, 'figure7': figure7}   # `dfe evaluate-paper` names
 
-# %% ../nbs/50_evaluate.ipynb #c056
+# %% ../nbs/50_evaluate.ipynb #c061
 def evaluate_cmd(run:str, # RUN: a training run folder (from `dfe adapt` or `dfe train-baseline`)
                  frames:str='val', # 'val' (the run's held-out frames), 'all', or N (the last N frames of each clip)
                  clips:str='', # evaluate on these clip folders instead (a clip folder or a folder of them; with frames all or N)
