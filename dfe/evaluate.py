@@ -24,9 +24,9 @@ __all__ = ['INCEPTION_SHA1', 'FID_NOTE', 'FID_CACHE_VERSION', 'EVAL_VERSION', 'M
            'mouth_crops', 'inception_weights_path', 'inception_model', 'nv_bilinear', 'inception_features',
            'feature_statistics', 'frechet_distance', 'fid_from_features', 'kid_from_features', 'evaluate_predictions',
            'evaluation_clips', 'training_seconds', 'run_iterations', 'comparison_grid', 'write_png', 'evaluate_run',
-           'heldout_difficulty', 'iterations_to_psnr', 'init_iterations', 'default_thresholds', 'speedup_table',
-           'actor_clips', 'available_frames', 'experiment_config', 'train_run', 'results_markdown', 'table1', 'table4',
-           'figure7', 'table3', 'evaluate_cmd', 'evaluate_paper_cmd']
+           'heldout_difficulty', 'difficulty_figure', 'iterations_to_psnr', 'init_iterations', 'default_thresholds',
+           'speedup_table', 'actor_clips', 'available_frames', 'experiment_config', 'train_run', 'results_markdown',
+           'table1', 'table4', 'figure7', 'table3', 'evaluate_cmd', 'evaluate_paper_cmd']
 
 # %% ../nbs/50_evaluate.ipynb #c005
 def image_tensor(x, # (N, H, W, 3) uint8 array/tensor, or (N, 3, H, W) floats in [0, 1]
@@ -472,11 +472,11 @@ def heldout_difficulty(run, # a run folder scored by `evaluate_run` (its metrics
     mo = [i for i, n in enumerate(ICT_EXPRESSION_NAMES) if n.startswith(('jaw', 'mouth'))]
     lo, hi = P_tr.min(0), P_tr.max(0)
     cols = dict(gap_error=[], expression_novelty=[], yaw_outside=[], pitch_outside=[], roll_outside=[])
-    P_ev = []
+    P_ev, where = [], []
     for r in m['settings']['clips']:
         c = ClipData(r['folder']); a, b = r['slice']
         E = np.asarray(c.params['expression'][a:b], np.float64); P = np.degrees(np.asarray(c.params['rotation'][a:b], np.float64))
-        P_ev.append(P)
+        P_ev.append(P); where += [(r['clip'], i) for i in range(a, b)]
         cols['expression_novelty'] += np.linalg.norm(E[:, None, mo] - E_tr[None, :, mo], axis=-1).min(1).tolist()
         out = np.maximum(0, np.maximum(P - hi, lo - P))
         for k, j in (('pitch_outside', 0), ('yaw_outside', 1), ('roll_outside', 2)): cols[k] += out[:, j].tolist()
@@ -486,10 +486,32 @@ def heldout_difficulty(run, # a run folder scored by `evaluate_run` (its metrics
     P_ev = np.concatenate(P_ev)
     rng = lambda P: {k: [round(float(P[:, j].min()), 1), round(float(P[:, j].max()), 1)] for k, j in (('pitch', 0), ('yaw', 1), ('roll', 2))}
     nan = lambda v: None if not np.isfinite(v) else round(float(v), 3)
-    return dict(run=str(run), per_frame=dict(mouth_psnr=mouth.tolist(), **cols),
+    return dict(run=str(run), per_frame=dict(clip=[w[0] for w in where], frame=[w[1] for w in where], mouth_psnr=mouth.tolist(),
+                                             yaw=P_ev[:, 1].round(2).tolist(), **cols),
                 correlation={k: nan(_corr(mouth, v)) for k, v in cols.items()},
                 mean={k: nan(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in dict(mouth_psnr=mouth, **{k: np.asarray(v) for k, v in cols.items()}).items()},
                 train_pose=rng(P_tr), heldout_pose=rng(P_ev))
+
+def difficulty_figure(d:dict, # `heldout_difficulty` of a run
+                      title:str=''):
+    "Plotly figure: mouth PSNR and head yaw of each held-out frame, with the training frames' yaw range shaded."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    pf = d['per_frame']
+    x = [f"{c} {i}" if len(set(pf['clip'])) > 1 else i for c, i in zip(pf['clip'], pf['frame'])]
+    blue, orange = '#1f77b4', '#ff7f0e'
+    fig = make_subplots(specs=[[dict(secondary_y=True)]])
+    fig.add_trace(go.Scatter(x=x, y=pf['mouth_psnr'], name='mouth PSNR (dB)', mode='lines+markers', marker_color=blue), secondary_y=False)
+    fig.add_trace(go.Scatter(x=x, y=pf['yaw'], name='yaw (°)', mode='lines', line=dict(color=orange, dash='dot')), secondary_y=True)
+    lo, hi = d['train_pose']['yaw']
+    fig.add_hrect(y0=lo, y1=hi, fillcolor=orange, opacity=0.15, line_width=0, secondary_y=True,
+                  annotation_text='training yaw', annotation_position='top left')
+    fig.update_xaxes(title_text='held-out frame')
+    fig.update_yaxes(title_text='mouth PSNR (dB)', secondary_y=False); fig.update_yaxes(title_text='yaw (°)', secondary_y=True)
+    c = d['correlation']
+    sub = ', '.join(f"r({k.replace('_', ' ')}) {v:+.2f}" for k, v in c.items() if v is not None)
+    return fig.update_layout(title=(title or Path(d['run']).name) + (f"<br><sub>{sub}</sub>" if sub else ''), height=380,
+                             margin=dict(l=10, r=10, t=80, b=10))
 
 # %% ../nbs/50_evaluate.ipynb #c039
 def iterations_to_psnr(log, # a run folder, its log.jsonl, or log records
