@@ -891,6 +891,7 @@ def evaluate_cmd(run:str, # RUN: a training run folder (from `dfe adapt` or `dfe
                  fid:str='both', # FID/KID on 'both' the crop and the mouth box, 'full', or 'none'
                  mouth_fraction:float=0.5, # mouth box side as a fraction of the crop side
                  batch:int=16, # frames per metric chunk
+                 difficulty:bool=False, # also write difficulty.json and difficulty.html: why the frames are hard (`heldout_difficulty`)
                  device:str='', # cpu or cuda (default: CUDA if available)
                  progress:bool=True):
     "Render a run's held-out frames and score them: metrics.json (PSNR, SSIM, ST-LPIPS, FID, mouth versions, iterations, seconds) in the run folder."
@@ -898,6 +899,13 @@ def evaluate_cmd(run:str, # RUN: a training run folder (from `dfe adapt` or `dfe
     for k in ('psnr', 'ssim', 'stlpips', 'fid', 'kid', 'mouth_psnr', 'mouth_ssim', 'mouth_stlpips', 'mouth_fid', 'iters', 'seconds', 'frames', 'heldout'):
         if res.get(k) is not None: print(f"{k:>14s}: {_fmt(res[k], 4)}")
     print(f"  metrics: {Path(run)/'metrics.json'}")
+    if difficulty:
+        d = heldout_difficulty(run)
+        for k, v in d['correlation'].items(): print(f"  r(mouth PSNR, {k}): {_fmt(v, 2)} (mean {_fmt(d['mean'][k], 3)})")
+        print(f"  yaw: training {d['train_pose']['yaw']}, evaluated {d['heldout_pose']['yaw']} degrees")
+        atomic_write_json(Path(run)/'difficulty.json', d)
+        atomic_write_text(Path(run)/'difficulty.html', difficulty_figure(d).to_html(include_plotlyjs=True, full_html=True))
+        print(f"  difficulty: {Path(run)/'difficulty.json'}, {Path(run)/'difficulty.html'}")
     return 0
 
 def _int_list(s:str) -> list: return [0 if x.strip() == 'all' else int(x) for x in s.split(',') if x.strip()]

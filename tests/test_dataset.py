@@ -198,3 +198,16 @@ def test_crop_cmd(work, tmp_path, capsys):
     from dfe.cli import parser_for
     a = vars(parser_for(crop_cmd, 'dfe crop').parse_args(['T', '-o', 'O', '--size', '128', '--scale-smooth', '0.5']))
     assert a['trackdir'] == 'T' and a['out'] == 'O' and a['size'] == 128 and a['scale_smooth'] == 0.5
+
+
+def test_heldout_gap_errors_read_the_clips_track(work, tmp_path):
+    "`dfe.evaluate.heldout_difficulty`'s lip-gap error: from the track the clip folder records; NaN when that track is gone."
+    from dfe.evaluate import _gap_errors
+    g = _gap_errors(work/'clip', 10, 40)
+    assert g.shape == (30,) and np.isfinite(g).all()
+    assert 0 < g.mean() < 0.1                     # inter-ocular units: the light fit opens the mouth within a tenth of the eyes' distance
+    moved = tmp_path/'clip'
+    shutil.copytree(work/'clip', moved)
+    m = json.loads((moved/'dataset.json').read_text())
+    (moved/'dataset.json').write_text(json.dumps(dict(m, track=str(tmp_path/'gone'/'track.npz'))))
+    assert np.isnan(_gap_errors(moved, 10, 40)).all()
