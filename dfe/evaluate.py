@@ -628,7 +628,7 @@ def train_run(folders:list, # one actor's clip folders
     if method not in METHODS: raise DfeError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     n = _effective(frames, available_frames(folders, val_frames))
     actor = ClipData(folders[0]).identity
-    base = f"{method}-{_frames_label(n)}f" + _tex_tag(cfg) + _aug_tag(cfg) + (f"-v{val_frames}" if val_frames else '')   # (a baseline's texture is random unless asked)
+    base = f"{method}-{_frames_label(n)}f" + _settings_tag(cfg) + (f"-v{val_frames}" if val_frames else '')   # (a baseline's texture is random unless asked)
     out = Path(root)/'runs'/actor/f"{base}-{cfg.iters}it"
     if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters: return out
     if not out.exists(): _extend_from_shorter(out, base, cfg.iters)
@@ -730,6 +730,10 @@ def _aug_tag(cfg) -> str:
     "'-hflip0.5' for settings that mirror training windows (`TrainConfig.hflip`), '' for the paper's unmirrored ones: run and table names."
     return f'-hflip{cfg.hflip:g}' if cfg is not None and cfg.hflip > 0 else ''
 
+def _settings_tag(cfg) -> str:
+    "Everything in run and table names that says how the settings differ from the paper's: `_tex_tag` then `_aug_tag`."
+    return _tex_tag(cfg) + _aug_tag(cfg)
+
 def _setup(clips, prior, out, iters, baseline_iters, cfg, baseline_tex_init:str='random'):
     if baseline_tex_init not in ('random', 'unwrap'): raise DfeError(f"the baseline's texture starts 'random' or 'unwrap' (there is no prior to take a mean from), not {baseline_tex_init!r}")
     groups = actor_clips(clips)
@@ -773,7 +777,7 @@ def table1(clips, # the held-out actors' clip folders (grouped by identity)
     md = _header('Table 1 analog: re-enactment quality', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                  FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
     data = dict(experiment='table1', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
-    return dict(data, files=_write_outputs(root, 'table1' + _tex_tag(cfg) + _aug_tag(cfg), md, data, _bar_figure(rows, 'Table 1 analog')))
+    return dict(data, files=_write_outputs(root, 'table1' + _settings_tag(cfg), md, data, _bar_figure(rows, 'Table 1 analog')))
 
 def table4(clips, prior, out=None, iters:int=1000,
            frames:int=100, # training frames (the paper: 100)
@@ -783,7 +787,7 @@ def table4(clips, prior, out=None, iters:int=1000,
     rows, per = _collect(groups, root, [('nomix', frames), ('full', frames)], prior, cfgs, val_frames, fid, device, progress)
     md = _header('Table 4 analog: mixed training ablation', prior, groups, iters, FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
     data = dict(experiment='table4', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
-    return dict(data, files=_write_outputs(root, 'table4' + _tex_tag(cfg) + _aug_tag(cfg), md, data, _bar_figure(rows, 'Table 4 analog')))
+    return dict(data, files=_write_outputs(root, 'table4' + _settings_tag(cfg), md, data, _bar_figure(rows, 'Table 4 analog')))
 
 # %% ../nbs/50_evaluate.ipynb #c049
 def figure7(clips, prior, out=None, iters:int=1000,
@@ -825,7 +829,7 @@ def figure7(clips, prior, out=None, iters:int=1000,
     fig.update_layout(title='Figure 7 analog: quality against training frames', height=320*math.ceil(len(metrics)/cols), margin=dict(l=10, r=10, t=70, b=10))
     md = (_header('Figure 7 analog: quality against the number of training frames', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                   FID_NOTE + _tex_note(cfg, cfgs['baseline'].tex_init)) + results_markdown(rows) + "\nPer actor:\n\n" + results_markdown([dict(p, method=f"{METHODS[p['method']]} – {p['actor']}") for p in per]))
-    name = ('figure7' if methods == ('full', 'baseline') else 'figure7-' + '-'.join(methods)) + _tex_tag(cfg) + _aug_tag(cfg) + ('' if 'baseline' not in methods else _base_tag(cfgs))
+    name = ('figure7' if methods == ('full', 'baseline') else 'figure7-' + '-'.join(methods)) + _settings_tag(cfg) + ('' if 'baseline' not in methods else _base_tag(cfgs))
     data = dict(experiment='figure7', methods=list(methods), prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE)
     return dict(data, files=_write_outputs(root, name, md, data, fig))
 
@@ -879,7 +883,7 @@ def table3(clips, prior, out=None, iters:int=1000,
     fig.update_layout(title='Table 3 analog: validation PSNR against training iterations', xaxis_title='iteration', yaxis_title='PSNR (dB)',
                       height=420, margin=dict(l=10, r=10, t=60, b=10))
     data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), method=method, val_every=every, tex_init=cfgs[method].tex_init, per_actor=per, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
-    name = 'table3' + ('' if method == 'full' else f'-{method}') + _tex_tag(cfg) + _aug_tag(cfg) + _base_tag(cfgs) + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-meantex-25f
+    name = 'table3' + ('' if method == 'full' else f'-{method}') + _settings_tag(cfg) + _base_tag(cfgs) + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-meantex-25f
     return dict(data, files=_write_outputs(root, name, '\n'.join(L) + '\n', data, fig))
 
 EXPERIMENTS = {'table1': table1, 'table3': table3, 'table4': table4, 'figure7': figure7}   # `dfe evaluate-paper` names
