@@ -356,11 +356,14 @@ def export_prior_cmd(run:str='', # prior run folder or checkpoint (default: outp
     r = renderer_from_state(st)
     it = int(st.get('iter', st.get('meta', {}).get('iter', -1)))
     dst = Path(out) if out else repo_root()/'dfe'/'weights'/'prior_cpu.pt'
-    d = renderer_state(r, actors=[], kind='prior', iter=it, actors_trained=sorted(st['textures']), source=str(src))
+    rj = src/'run.json' if src.is_dir() else src.parent.parent/'run.json' if src.parent.name == 'ckpt' else None
+    began = _read_json(rj).get('init') if rj else None      # a prior continued from another one (`train_prior(init=...)`)
+    d = renderer_state(r, actors=[], kind='prior', iter=it, actors_trained=sorted(st['textures']), source=str(src), continued_from=began)
     mean = mean_texture(st)
     if mean is not None: d['mean_texture'] = mean.to(torch.float16)   # where `tex_init='mean'` starts a new actor
     _torch_save(d, dst)
-    print(f"{dst}: prior at iteration {it}, {dst.stat().st_size:,} bytes, sha256 {sha256_file(dst)}")
+    was = f" (continued from a prior at iteration {began['iter']}, {began['source']})" if began else ''
+    print(f"{dst}: prior at iteration {it}{was}, {dst.stat().st_size:,} bytes, sha256 {sha256_file(dst)}")
     return 0
 
 # %% ../nbs/31_train.ipynb #c028
@@ -510,6 +513,17 @@ def fit(out, # the run folder
             import torch.distributed as dist
             dist.destroy_process_group()
 
+def _init_record(d:dict) -> dict:
+    "What a run started from, for its `run.json`: the initial state's kind, iteration and source, and what that one started from."
+    m = d.get('meta') or {}
+    return dict(kind=d.get('kind', m.get('kind')), iter=int(d.get('iter', m.get('iter', -1))), source=m.get('source'),
+                continued_from=m.get('continued_from'))
+
+def _read_json(path) -> dict:
+    "A JSON file's dictionary, or `{}` if there is none."
+    p = Path(path)
+    return json.loads(p.read_text()) if p.exists() else {}
+
 def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export_actors, dev, rank, world, progress, callback):
     from torch.nn.parallel import DistributedDataParallel as DDP
     from tqdm.auto import tqdm
@@ -585,7 +599,8 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
             out.mkdir(parents=True, exist_ok=True)
             if log_path.exists(): log_path.unlink()
         else: _truncate_log(log_path, start)
-        atomic_write_json(out/'run.json', dict(kind=kind, train=cfg.to_dict(), actors=actors, world_size=world, device=str(dev),
+        init_rec = _init_record(init) if init is not None else (_read_json(out/'run.json').get('init') if start else None)
+        atomic_write_json(out/'run.json', dict(kind=kind, train=cfg.to_dict(), actors=actors, world_size=world, device=str(dev), init=init_rec,
                                                texture_only=texture_only, clips=[_clip_record(c) for c in clips],
                                                mix_clips=[_clip_record(c) for c in mix_clips], val_clips=[_clip_record(c) for c in val_clips],
                                                parameters=dict(generator=count_parameters(R.generator), texture=count_parameters(R.texture(actors[0])),
@@ -789,12 +804,20 @@ def train_prior(clips, # clip folders of the training actors
                 out, # the run folder
                 cfg:TrainConfig|None=None,
                 heldout=DEFAULT_HELDOUT_IDENTITIES, # identities that must not be in `clips`
+                init=None, # a prior to continue from instead of starting from scratch: its run folder, training checkpoint or renderer file
                 **kw) -> dict: # passed to `fit` (device, progress, callback)
     "Train the person-generic prior: one texture per actor, a shared generator (§3.4)."
     cs = _clip_list(clips)
     bad = sorted({c.identity for c in cs} & set(heldout or ()))
     if bad: raise DfeError(f"held-out identities {bad} must not be used to train the prior (drop their clips, or pass heldout=())")
-    return fit(out, cs, cfg, kind='prior', export_actors=(), **kw)
+    st = None
+    if init is not None:
+        st = _prior_state(init, 'cpu')
+        seen = set(st.get('textures', {})) | set((st.get('meta') or {}).get('actors_trained', []))
+        bad = sorted(seen & set(heldout or ()))
+        if bad: raise DfeError(f"{init} was trained on held-out identities {bad}: a prior evaluated on them cannot start from it")
+        if (st.get('meta') or {}).get('source') is None: st.setdefault('meta', {})['source'] = str(init)
+    return fit(out, cs, cfg, kind='prior', init=st, export_actors=(), **kw)
 
 def _actor_clips(clips, frames:int, val_frames:int) -> tuple:
     "(train, val) slices of an actor's clips: the first `frames` frames (over the clips in order) and the last frames of the last clip."
@@ -881,6 +904,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default, `default_loss_weights`)
                     perceptual_crop:float=-1, # ST-LPIPS on a square of this fraction of the side around the mouth (0: whole frames; -1: default)
                     heldout:str='default', # comma-separated identities never trained on ('default': dfe.data.DEFAULT_HELDOUT_IDENTITIES; 'none')
+                    init:str='', # continue from this prior (run folder, checkpoint or renderer file, e.g. dfe/weights/prior_cpu.pt): its generator, its textures for its actors, its mean texture for new ones; give it again to resume
                     num_workers:int=0, # DataLoader workers per process
                     seed:int=0,
                     device:str='', # cpu or cuda (default: CUDA if available)
@@ -894,8 +918,9 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     skipped = sorted({c.identity for c in cs if c.identity in held})
     if dist_info()[0] == 0 and int(os.environ.get('RANK', 0)) == 0:
         print(f"prior: {len(use)} clips of {len({c.identity for c in use})} actors" + (f" (held out: {', '.join(skipped)})" if skipped else ''))
-    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip)
-    res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, device=device or None, progress=progress)
+    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
+                        tex_init='mean' if init else 'random')
+    res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, init=init or None, device=device or None, progress=progress)
     _print_summary(res)
     return 0
 
