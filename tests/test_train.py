@@ -115,3 +115,23 @@ def test_adaptation_never_trains_on_validation_frames(actors, tmp_path):
     run = json.loads((tmp_path/'ad'/'run.json').read_text())
     (tr,), (va,) = run['clips'], run['val_clips']
     assert tr['slice'][1] <= va['slice'][0] and va['slice'][1] == 40
+
+
+def test_prior_continues_from_the_shipped_prior(tmp_path):
+    "`train_prior(init=...)` with the shipped `prior_cpu` file: its generator and mean texture start the run; a held-out identity it saw is refused."
+    from dfe.assets import asset_path
+    shipped = asset_path('prior_cpu')
+    st = load_state(shipped)
+    for i, n in enumerate(('synth_p_1', 'synth_q_1')): write_synthetic_clip(tmp_path/'clips'/n, n, frames=12, size=128, seed=i)
+    cfg = TrainConfig(model=st['config'], iters=1, batch_size=1, lr=0., tex_lr=0., d_lr=0., val_every=0, tex_init='mean',
+                      weights=dict(perceptual=0.))
+    res = train_prior([tmp_path/'clips'/'synth_p_1', tmp_path/'clips'/'synth_q_1'], tmp_path/'run', cfg, heldout=(), init=shipped, progress=False)
+    assert res['iter'] == 1
+    ck = load_state(tmp_path/'run'/'ckpt'/'last.pt')
+    assert all(torch.equal(st['generator'][k].float(), ck['generator'][k]) for k in st['generator'])   # rates 0: still the shipped generator
+    for a in ('synth_p', 'synth_q'): assert torch.equal(ck['textures'][a], st['mean_texture'].float())
+    init = json.loads((tmp_path/'run'/'run.json').read_text())['init']
+    assert init['kind'] == 'prior' and init['iter'] == st['meta']['iter']
+    seen = st['meta']['actors_trained'][0]
+    with pytest.raises(DfeError, match='held-out identities'):
+        train_prior([tmp_path/'clips'/'synth_p_1'], tmp_path/'run2', cfg, heldout=(seen,), init=shipped, progress=False)
