@@ -816,7 +816,6 @@ def train_prior(clips, # clip folders of the training actors
         seen = set(st.get('textures', {})) | set((st.get('meta') or {}).get('actors_trained', []))
         bad = sorted(seen & set(heldout or ()))
         if bad: raise DfeError(f"{init} was trained on held-out identities {bad}: a prior evaluated on them cannot start from it")
-        if (st.get('meta') or {}).get('source') is None: st.setdefault('meta', {})['source'] = str(init)
     return fit(out, cs, cfg, kind='prior', init=st, export_actors=(), **kw)
 
 def _actor_clips(clips, frames:int, val_frames:int) -> tuple:
@@ -838,7 +837,9 @@ def _prior_state(prior, device) -> dict:
     if not p.exists(): raise DfeError(f"no prior at {p}: train one (`python -m dfe.train prior`, or `train_prior`) or pass its run folder, checkpoint or renderer file")
     if p.is_dir():
         p = p/'ckpt'/'last.pt' if (p/'ckpt'/'last.pt').exists() else p/'renderer.pt'
-    return load_state(p, device)
+    st = load_state(p, device)
+    if not (st.get('meta') or {}).get('source'): st['meta'] = dict(st.get('meta') or {}, source=str(prior))   # for `run.json`'s `init`
+    return st
 
 def adapt(clips, # clip folders of the new actor (one identity)
           out, # the run folder
