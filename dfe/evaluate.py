@@ -848,9 +848,10 @@ def table3(clips, prior, out=None, iters:int=1000,
     groups, root, cfgs = _setup(clips, prior, out, iters, baseline_iters, cfg, baseline_tex_init)
     runs = {m: [train_run(f, root, m, frames, prior, cfgs[m], val_frames, device, progress) for f in groups.values()] for m in (method, 'baseline')}
     t = speedup_table(runs[method], runs['baseline'], thresholds)
-    every = cfgs[method].val_every
+    every, dense = _val_schedule(runs[method] + runs['baseline'], cfgs[method])
     L = [_header('Table 3 analog: training iterations to reach a validation PSNR', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
-                 f"Validation every {every} iterations (the counts' resolution) on `val_windows` windows of the held-out frames; "
+                 (f"Validation after every iteration up to {dense}, then every {every} (the counts' resolution there)" if dense else
+                  f"Validation every {every} iterations (the counts' resolution)") + " on `val_windows` windows of the held-out frames; "
                  "iterations averaged over actors, a threshold counted only if every run reaches it." + _tex_note(cfg, cfgs['baseline'].tex_init)),
          "| method | " + " | ".join(f"{x:g} dB" for x in t['thresholds']) + " |", "|---|" + "---|"*len(t['thresholds'])]
     for lab, k in (('baseline', 'baseline'), (f"{METHODS[method]} (prior)", 'prior')):
@@ -882,9 +883,19 @@ def table3(clips, prior, out=None, iters:int=1000,
     for x in t['thresholds']: fig.add_hline(y=x, line=dict(color='#bbb', width=1))
     fig.update_layout(title='Table 3 analog: validation PSNR against training iterations', xaxis_title='iteration', yaxis_title='PSNR (dB)',
                       height=420, margin=dict(l=10, r=10, t=60, b=10))
-    data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), method=method, val_every=every, tex_init=cfgs[method].tex_init, per_actor=per, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
+    data = dict(experiment='table3', prior_path=str(prior), actors=list(groups), method=method, val_every=every, val_dense=dense, tex_init=cfgs[method].tex_init, per_actor=per, runs={m: [str(r) for r in v] for m, v in runs.items()}, **t)
     name = 'table3' + ('' if method == 'full' else f'-{method}') + _settings_tag(cfg) + _base_tag(cfgs) + (f'-{frames}f' if frames else '')   # e.g. table3-nomix-meantex-25f
     return dict(data, files=_write_outputs(root, name, '\n'.join(L) + '\n', data, fig))
+
+def _val_schedule(runs:list, cfg:TrainConfig) -> tuple:
+    "The validation schedule (`val_every`, `val_dense`) every run of a table was made with: the one asked, or an error naming a run made otherwise (a finished run is reused, not retrained)."
+    for r in runs:
+        tr = json.loads((Path(r)/'run.json').read_text()).get('train', {})
+        got = (tr.get('val_every'), tr.get('val_dense', 0))
+        if got != (cfg.val_every, cfg.val_dense):
+            raise DfeError(f"{r} was validated every {got[0]} iterations (after every one up to {got[1]}), not every {cfg.val_every} "
+                           f"(up to {cfg.val_dense}) as asked: its iteration counts have another resolution; give another experiment folder (--out)")
+    return cfg.val_every, cfg.val_dense
 
 EXPERIMENTS = {'table1': table1, 'table3': table3, 'table4': table4, 'figure7': figure7}   # `dfe evaluate-paper` names
 
@@ -926,6 +937,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
                        fid:str='both', # FID/KID on 'both' the crop and the mouth box, 'full', or 'none'
                        batch_size:int=4, # training windows per iteration
                        val_every:int=100, # iterations between validations (table3's resolution)
+                       val_dense:int=0, # table3: also validate after every iteration up to this one (exact counts where a run's PSNR rises fastest)
                        val_frames:int=0, # held-out frames at the end of each actor's last clip (0: a fifth, at most 250)
                        methods:str='', # figure7: the methods compared, comma-separated (default full,baseline); table3: the adaptation compared with the baseline (default full)
                        tex_init:str='random', # the adapted actor's new texture: random (the paper), mean (the prior's mean texture) or unwrap (the mean, colour fitted to the frames); the baseline's is random
@@ -943,7 +955,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
     folders = [f for f in find_clip_folders(data or outputs_dir()/'crop') if ClipData(f).identity in ids]
     if not folders: raise DfeError(f"no clip folders of {ids} in {data or outputs_dir()/'crop'} (make them with `dfe crop`)")
     pr = prior or outputs_dir()/'train'/'prior-cpu'
-    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, tex_init=tex_init, unwrap_res=unwrap_res, hflip=hflip)
+    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, val_dense=val_dense, tex_init=tex_init, unwrap_res=unwrap_res, hflip=hflip)
     common = dict(clips=folders, prior=pr, out=out or None, iters=iters, cfg=cfg, val_frames=val_frames, device=device or None, progress=progress)
     for n in names:
         kw = dict(common)

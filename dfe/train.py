@@ -49,6 +49,7 @@ class TrainConfig:
     unwrap_res:int = 64           # `tex_init='unwrap'`: texels per tile side of the fitted colour change (0: the texture's own)
     val_windows:int = 8           # windows in each validation
     val_every:int = 250           # iterations between validations (0: never)
+    val_dense:int = 0             # also validate after every iteration up to this one (exact iteration counts where the PSNR rises fastest, `dfe.evaluate.table3`)
     log_every:int = 10            # iterations between log lines
     ckpt_every:int = 250          # iterations between checkpoints
     num_workers:int = 0           # DataLoader worker processes per training process
@@ -59,6 +60,7 @@ class TrainConfig:
         if self.weights is None: self.weights = default_loss_weights(self.renderer())
         elif isinstance(self.weights, dict): self.weights = replace(default_loss_weights(self.renderer()), **self.weights)
         self.betas = tuple(self.betas)
+        if self.val_every < 0 or self.val_dense < 0: raise DfeError(f"val_every and val_dense count iterations: need >= 0 (got {self.val_every}, {self.val_dense})")
         if self.batch_size < 1 or self.iters < 0: raise DfeError(f"need batch_size >= 1 and iters >= 0 (got {self.batch_size}, {self.iters})")
         if not self.lr_scale > 0: raise DfeError(f"lr_scale must be positive, got {self.lr_scale}")
         if not 0 <= self.hflip <= 1: raise DfeError(f"hflip is a probability in [0, 1], got {self.hflip}")
@@ -76,9 +78,9 @@ def default_loss_weights(rc:RendererConfig) -> LossWeights:
     return LossWeights() if rc == CONFIGS['paper'] else LossWeights(perceptual_frames=1, perceptual_crop=0.5)
 
 # settings that may differ when a run is resumed
-RESUMABLE_CHANGES = ('iters', 'val_every', 'log_every', 'ckpt_every', 'num_workers', 'val_windows', 'lr_scale')
+RESUMABLE_CHANGES = ('iters', 'val_every', 'val_dense', 'log_every', 'ckpt_every', 'num_workers', 'val_windows', 'lr_scale')
 # settings added after runs were made, with the value those runs had (a run that does not record one resumes at it)
-ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0.}
+ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0., 'val_dense': 0}
 
 def _compared_settings(d:dict) -> dict:
     "The settings a resumed run must share with its checkpoint's (`unwrap_res` only matters with `tex_init='unwrap'`)."
@@ -623,7 +625,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     it_main = _loader(ds, b_main, cfg.seed, rank, world, n_main, cfg.num_workers)
     it_mix = (_loader(ds_mix, max(b_mix, 1), cfg.seed + 1, rank, world, start//2 if alternate else start, cfg.num_workers)
               if mix_clips else None)
-    ds_val = WindowDataset(val_clips, **dict(wk, ref_scope='clip'), seed=1234) if cfg.val_every and rank == 0 else None
+    ds_val = WindowDataset(val_clips, **dict(wk, ref_scope='clip'), seed=1234) if (cfg.val_every or cfg.val_dense) and rank == 0 else None
 
     def next_batch(i):
         if alternate: return next(it_main if i % 2 == 0 else it_mix)
@@ -666,16 +668,18 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
                 _append_log(log_path, rec)
                 bar.set_postfix(l1=f"{rec['l1']:.4f}", **({'val_psnr': f"{last_val['psnr']:.2f}"} if last_val else {}))
                 if callback: callback(rec)
-        if ds_val is not None and (it % cfg.val_every == 0 or it == cfg.iters):
+        if ds_val is not None and ((cfg.val_every and it % cfg.val_every == 0) or it <= cfg.val_dense or it == cfg.iters):
+            t0 = time.perf_counter()
             last_val = validate(R, ds_val, actor_of, cfg.val_windows, max(1, b), dev)
             rec = dict(split='val', iter=it, **{k: round(v, 4) for k, v in last_val.items()})
             _append_log(log_path, rec)
             if callback: callback(rec)
-            t_last = time.perf_counter()        # validation time is not training time
+            t_last += time.perf_counter() - t0      # validation time is not training time (nor is saving, below)
         if it % cfg.ckpt_every == 0 or it == cfg.iters:
+            t0 = time.perf_counter()
             if rank == 0: _save_checkpoint(ckpt_path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_clips, val_clips)
             _barrier(world)
-            t_last = time.perf_counter()
+            t_last += time.perf_counter() - t0
     bar.close()
     in_sync = ranks_in_sync(R, D, world, dev)
     files = dict(log=str(log_path), checkpoint=str(ckpt_path), run=str(out/'run.json'))
