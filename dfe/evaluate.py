@@ -890,7 +890,7 @@ def table3(clips, prior, out=None, iters:int=1000,
 def _val_schedule(runs:list, cfg:TrainConfig) -> tuple:
     "The validation schedule (`val_every`, `val_dense`) every run of a table was made with: the one asked, or an error naming a run made otherwise (a finished run is reused, not retrained)."
     for r in runs:
-        tr = json.loads((Path(r)/'run.json').read_text()).get('train', {})
+        tr = _run_json(r).get('train', {})
         got = (tr.get('val_every'), tr.get('val_dense', 0))
         if got != (cfg.val_every, cfg.val_dense):
             raise DfeError(f"{r} was validated every {got[0]} iterations (after every one up to {got[1]}), not every {cfg.val_every} "
