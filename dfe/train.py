@@ -601,7 +601,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
             out.mkdir(parents=True, exist_ok=True)
             if log_path.exists(): log_path.unlink()
         else: _truncate_log(log_path, start)
-        # a resumed run keeps what it first started from (the prior given again on resume is not loaded)
+        # a resumed run keeps what it first started from (a prior given again on resume is not used: the checkpoint is)
         init_rec = _read_json(out/'run.json').get('init') if start else (_init_record(init) if init is not None else None)
         atomic_write_json(out/'run.json', dict(kind=kind, train=cfg.to_dict(), actors=actors, world_size=world, device=str(dev), init=init_rec,
                                                texture_only=texture_only, clips=[_clip_record(c) for c in clips],
