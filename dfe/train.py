@@ -816,7 +816,9 @@ def train_prior(clips, # clip folders of the training actors
     bad = sorted({c.identity for c in cs} & set(heldout or ()))
     if bad: raise DfeError(f"held-out identities {bad} must not be used to train the prior (drop their clips, or pass heldout=())")
     st = None
-    if init is not None:
+    if init is not None and (Path(out)/'ckpt'/'last.pt').exists():   # resumed: the run goes on from its checkpoint, and was checked when it began
+        if not Path(init).exists(): raise DfeError(f"no prior at {init}: give the --init the run began with")
+    elif init is not None:
         st = _prior_state(init, 'cpu')
         seen = set(st.get('textures', {})) | set((st.get('meta') or {}).get('actors_trained', []))
         bad = sorted(seen & set(heldout or ()))
