@@ -777,7 +777,7 @@ def table1(clips, # the held-out actors' clip folders (grouped by identity)
     md = _header('Table 1 analog: re-enactment quality', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                  FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
     data = dict(experiment='table1', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
-    return dict(data, files=_write_outputs(root, 'table1' + _settings_tag(cfg), md, data, _bar_figure(rows, 'Table 1 analog')))
+    return dict(data, files=_write_outputs(root, 'table1' + _settings_tag(cfg) + _frames_tag(frames, (100, 0)), md, data, _bar_figure(rows, 'Table 1 analog')))
 
 def table4(clips, prior, out=None, iters:int=1000,
            frames:int=100, # training frames (the paper: 100)
@@ -787,7 +787,14 @@ def table4(clips, prior, out=None, iters:int=1000,
     rows, per = _collect(groups, root, [('nomix', frames), ('full', frames)], prior, cfgs, val_frames, fid, device, progress)
     md = _header('Table 4 analog: mixed training ablation', prior, groups, iters, FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
     data = dict(experiment='table4', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
-    return dict(data, files=_write_outputs(root, 'table4' + _settings_tag(cfg), md, data, _bar_figure(rows, 'Table 4 analog')))
+    return dict(data, files=_write_outputs(root, 'table4' + _settings_tag(cfg) + _frames_tag(frames, 100), md, data, _bar_figure(rows, 'Table 4 analog')))
+
+def _frames_tag(frames, # the table's training-frame settings (one, or several)
+                default) -> str: # the paper's
+    "'' for the paper's frames, else e.g. '-100f' or '-allf': tables of other frames (often run with other iterations) are named apart."
+    fs = tuple(frames) if isinstance(frames, (list, tuple)) else (frames,)
+    d = tuple(default) if isinstance(default, (list, tuple)) else (default,)
+    return '' if fs == d else ''.join(f'-{_frames_label(int(n))}f' for n in fs)
 
 # %% ../nbs/50_evaluate.ipynb #c049
 def figure7(clips, prior, out=None, iters:int=1000,

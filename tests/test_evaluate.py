@@ -217,7 +217,7 @@ def test_experiment_drivers_tiny(setup, tmp_path, monkeypatch):
     assert all(r['iters'] == 2 and r['psnr'] is not None for r in r1['rows'])
     assert [r['train_frames'] for r in r1['rows']] == [10]*3 + [70]*3              # 30 + 40: the second clip less its 10 held-out frames
     md = Path(r1['files']['markdown']).read_text()
-    assert 'ours (texture only)' in md and 'PSNR' in md
+    assert 'ours (texture only)' in md and 'PSNR' in md and Path(r1['files']['markdown']).name == 'table1-10f-allf.md'
     assert sorted(p.name for p in (tmp_path/'eval'/'runs'/'vox_h').iterdir()) == sorted(
         f'{m}-{n}f-2it' for m in ('full', 'texture', 'baseline') for n in ('10', 'all'))
     # resumable: done runs are neither retrained nor re-scored
