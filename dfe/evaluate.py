@@ -25,8 +25,9 @@ __all__ = ['INCEPTION_SHA1', 'FID_NOTE', 'FID_CACHE_VERSION', 'EVAL_VERSION', 'M
            'feature_statistics', 'frechet_distance', 'fid_from_features', 'kid_from_features', 'evaluate_predictions',
            'evaluation_clips', 'training_seconds', 'run_iterations', 'comparison_grid', 'write_png', 'evaluate_run',
            'heldout_difficulty', 'difficulty_figure', 'iterations_to_psnr', 'init_iterations', 'default_thresholds',
-           'speedup_table', 'actor_clips', 'available_frames', 'experiment_config', 'train_run', 'results_markdown',
-           'table1', 'table4', 'figure7', 'table3', 'evaluate_cmd', 'evaluate_paper_cmd']
+           'speedup_table', 'gain_by_iteration', 'gain_figure', 'actor_clips', 'available_frames', 'experiment_config',
+           'train_run', 'results_markdown', 'table1', 'table4', 'figure7', 'table3', 'evaluate_cmd',
+           'evaluate_paper_cmd']
 
 # %% ../nbs/50_evaluate.ipynb #c005
 def image_tensor(x, # (N, H, W, 3) uint8 array/tensor, or (N, 3, H, W) floats in [0, 1]
@@ -563,6 +564,34 @@ def speedup_table(prior_run, # adaptation run(s) from the prior (folders, logs o
     reached = [i for i, bi in enumerate(b) if bi is not None]
     head = dict(threshold=th[reached[-1]], speedup=sp[reached[-1]], prior=p[reached[-1]], baseline=b[reached[-1]]) if reached else None
     return dict(key=key, thresholds=th, prior=p, baseline=b, speedup=sp, headline=head, n_prior_runs=len(pr), n_baseline_runs=len(br))
+
+# %% ../nbs/50_evaluate.ipynb #c040b
+def gain_by_iteration(prior_run, # adaptation run(s) from the prior (folders, logs or records)
+                      baseline_run, # baseline run(s), paired with `prior_run` in order (the same actors)
+                      key:str='psnr', # validation value: 'psnr' or 'psnr_mouth'
+                     ) -> dict: # iters, prior, baseline (averaged over the pairs), gain (their difference), per_pair gains
+    "The prior's lead over the baseline in validation PSNR at every iteration where all runs were validated."
+    pr, br = _as_list(prior_run), _as_list(baseline_run)
+    if len(pr) != len(br) or not pr: raise DfeError(f"pair each adaptation run with a baseline run: got {len(pr)} and {len(br)}")
+    def curve(r):
+        recs = r if isinstance(r, list) else read_log(r)
+        return {int(x['iter']): float(x[key]) for x in recs if x.get('split') == 'val' and x.get(key) is not None}
+    cp, cb = [curve(r) for r in pr], [curve(r) for r in br]
+    its = sorted(set.intersection(*(set(c) for c in cp + cb)))
+    per = [[round(p[i] - b[i], 3) for i in its] for p, b in zip(cp, cb)]
+    mp, mb = ([round(float(np.mean([c[i] for c in cs])), 3) for i in its] for cs in (cp, cb))
+    return dict(key=key, iters=its, prior=mp, baseline=mb, gain=[round(a - b, 3) for a, b in zip(mp, mb)], per_pair=per)
+
+def gain_figure(g:dict, # `gain_by_iteration`
+                names=None): # a name per pair (e.g. the actors)
+    "Plotly figure: the prior's lead in validation PSNR against training iterations, averaged and per pair."
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for k, gp in enumerate(g['per_pair']):
+        fig.add_scatter(x=g['iters'], y=gp, mode='lines', line=dict(width=1, dash='dot'), name=(names or [f'pair {k}' for k in range(len(g['per_pair']))])[k])
+    fig.add_scatter(x=g['iters'], y=g['gain'], mode='lines+markers', line=dict(width=3), name='averaged')
+    fig.update_layout(title=f"prior's lead over the baseline ({g['key']}, dB)", xaxis_title='training iterations', yaxis_title='dB', height=380)
+    return fig
 
 # %% ../nbs/50_evaluate.ipynb #c042
 METHODS = {'full': 'ours (full)', 'nomix': 'ours w/o mixed data', 'texture': 'ours (texture only)', 'baseline': 'baseline'}
