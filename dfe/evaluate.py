@@ -587,8 +587,9 @@ def gain_figure(g:dict, # `gain_by_iteration`
     "Plotly figure: the prior's lead in validation PSNR against training iterations, averaged and per pair."
     import plotly.graph_objects as go
     fig = go.Figure()
-    for k, gp in enumerate(g['per_pair']):
-        fig.add_scatter(x=g['iters'], y=gp, mode='lines', line=dict(width=1, dash='dot'), name=(names or [f'pair {k}' for k in range(len(g['per_pair']))])[k])
+    names = names or [f'pair {k}' for k in range(len(g['per_pair']))]
+    for name, gp in zip(names, g['per_pair']):
+        fig.add_scatter(x=g['iters'], y=gp, mode='lines', line=dict(width=1, dash='dot'), name=name)
     fig.add_scatter(x=g['iters'], y=g['gain'], mode='lines+markers', line=dict(width=3), name='averaged')
     fig.update_layout(title=f"prior's lead over the baseline ({g['key']}, dB)", xaxis_title='training iterations', yaxis_title='dB', height=380)
     return fig
