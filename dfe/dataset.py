@@ -17,9 +17,10 @@ from .cropping import (jaw_independent_boxes, landmark_boxes_baseline, box_metri
 from .audio import video_aligned_mel, mel_windows, mel_per_frame, LOG_FLOOR
 
 # %% auto #0
-__all__ = ['DATASET_FORMAT', 'DATASET_VERSION', 'ARRAYS', 'CropSettings', 'track_file', 'dataset_key', 'read_manifest',
-           'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData', 'WindowDataset',
-           'overlay_picture', 'clip_figure', 'inspect_clip', 'crop_cmd', 'crop_corpus']
+__all__ = ['DATASET_FORMAT', 'DATASET_VERSION', 'ARRAYS', 'INNER_LIP_LOOP', 'CropSettings', 'track_file', 'dataset_key',
+           'read_manifest', 'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData',
+           'opening_agreement', 'mouth_opening_agreement', 'WindowDataset', 'overlay_picture', 'clip_figure',
+           'inspect_clip', 'crop_cmd', 'crop_corpus']
 
 # %% ../nbs/21_dataset.ipynb #c005
 DATASET_FORMAT = 'dfe.dataset/1'
@@ -261,6 +262,42 @@ class ClipData:
     @property
     def part_tiles(self) -> np.ndarray: return np.asarray(self.manifest['part_tiles'], np.int64)
 
+# %% ../nbs/21_dataset.ipynb #c021b
+INNER_LIP_LOOP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)  # MediaPipe inner lips, in order round the opening
+
+def opening_agreement(interior, # (N, S, S) bool: the rasterised mouth interior of each crop
+                      landmarks, # (N, 478, 2) detected landmarks, frame px (NaN: none)
+                      boxes, # (N, 3) crop boxes (x0, y0, side), frame px
+                      valid=None, # (N,) bool: frames to count (default: those with landmarks)
+                      min_open:float=0.001, # a frame is open when its detected opening covers this fraction of the crop
+                     ) -> dict: # frames, open_frames, area_ratio, iou_open
+    "Rasterised mouth interior vs the detected inner-lip polygon, per crop: area ratio (all counted frames) and IoU (open ones)."
+    interior = np.asarray(interior); N, S = interior.shape[0], interior.shape[-1]
+    lm, boxes = np.asarray(landmarks, np.float64), np.asarray(boxes, np.float64)
+    ok = np.isfinite(lm[:, list(INNER_LIP_LOOP)]).all((1, 2)) & np.isfinite(boxes).all(1)
+    if valid is not None: ok &= np.asarray(valid, bool)
+    det_sum = ras_sum = 0; ious = []
+    for i in np.flatnonzero(ok):
+        q = (lm[i, list(INNER_LIP_LOOP)] - boxes[i, :2])*S/boxes[i, 2]
+        det = np.zeros((S, S), np.uint8)
+        cv2.fillPoly(det, [np.round(q*8).astype(np.int32)], 1, shift=3)
+        det, ras = det > 0, np.asarray(interior[i], bool)
+        det_sum += int(det.sum()); ras_sum += int(ras.sum())
+        if det.sum() >= min_open*S*S: ious.append((det & ras).sum()/(det | ras).sum())
+    return dict(frames=int(ok.sum()), open_frames=len(ious), area_ratio=ras_sum/det_sum if det_sum else float('nan'),
+                iou_open=float(np.mean(ious)) if ious else float('nan'))
+
+def mouth_opening_agreement(clip, # a clip folder or `ClipData`
+                            track=None, # its track (`Track` or track.npz; default: the one named in the folder's manifest)
+                            min_open:float=0.001, # see `opening_agreement`
+                           ) -> dict:
+    "`opening_agreement` of a finished clip folder."
+    from dfe.tracking import Track
+    c = clip if isinstance(clip, ClipData) else ClipData(clip)
+    tr = track if isinstance(track, Track) else Track.load(track or c.manifest['track'])
+    if len(tr) != len(c): raise DfeError(f"{c.folder}: {len(c)} frames, but the track has {len(tr)}: not this folder's track")
+    return opening_agreement((np.asarray(c.masks) & MASK_BITS['mouth_interior']) > 0, tr.landmarks, c.params['boxes'], c.valid, min_open)
+
 # %% ../nbs/21_dataset.ipynb #c023
 class WindowDataset(torch.utils.data.Dataset):
     "Windows of `window` consecutive frames with `refs` random reference frames of the same actor (see above)."
@@ -440,18 +477,22 @@ def crop_corpus(tracks:str='', # folder of per-clip track folders (default: outp
     for d in dirs:
         folder, built = build_clip_dataset(d/'track.npz', out/d.name, CropSettings(size=size), device=device or None)
         met = json.loads((folder/'metrics.json').read_text())
+        op = mouth_opening_agreement(folder)
         rows.append(dict(clip=d.name, frames=met['frames'], **{f"{k}_{w}": met[k][w] for k in ('box_jitter_px', 'box_jaw_corr')
-                                                              for w in ('ours', 'baseline', 'ours_per_frame_scale')}))
+                                                              for w in ('ours', 'baseline', 'ours_per_frame_scale')},
+                         opening_area_ratio=op['area_ratio'], opening_iou=op['iou_open']))
         print(f"{d.name:24s} jitter {rows[-1]['box_jitter_px_ours']:.2f} / {rows[-1]['box_jitter_px_baseline']:.2f} px, "
               f"jaw corr {rows[-1]['box_jaw_corr_ours']:.2f} / {rows[-1]['box_jaw_corr_baseline']:.2f}", flush=True)
     jit_ok = all(r['box_jitter_px_ours'] < r['box_jitter_px_baseline'] for r in rows)
     corr = np.array([abs(r['box_jaw_corr_ours']) for r in rows])
-    summ = dict(clips=len(rows), jitter_below_baseline_on_every_clip=jit_ok, max_abs_box_jaw_corr=float(np.nanmax(corr)), rows=rows)
+    summ = dict(clips=len(rows), jitter_below_baseline_on_every_clip=jit_ok, max_abs_box_jaw_corr=float(np.nanmax(corr)),
+                mean_opening_iou=float(np.nanmean([r['opening_iou'] for r in rows])), rows=rows)
     atomic_write_json(out/'summary.json', summ)
     cols = ['clip', 'frames', 'box_jitter_px_ours', 'box_jitter_px_baseline', 'box_jaw_corr_ours', 'box_jaw_corr_baseline',
-            'box_jitter_px_ours_per_frame_scale', 'box_jaw_corr_ours_per_frame_scale']
+            'box_jitter_px_ours_per_frame_scale', 'box_jaw_corr_ours_per_frame_scale', 'opening_area_ratio', 'opening_iou']
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|'*len(cols)]
     lines += ['| ' + ' | '.join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + ' |' for r in rows]
-    lines.append(f"\njitter below the baseline on every clip: {jit_ok}; max |box_jaw_corr| (ours): {summ['max_abs_box_jaw_corr']:.3f}")
+    lines.append(f"\njitter below the baseline on every clip: {jit_ok}; max |box_jaw_corr| (ours): {summ['max_abs_box_jaw_corr']:.3f}; "
+                 f"mean IoU of the rasterised and detected mouth opening (open frames): {summ['mean_opening_iou']:.3f}")
     atomic_write_text(out/'summary.md', '\n'.join(lines) + '\n')
     return 0

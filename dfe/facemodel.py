@@ -15,12 +15,13 @@ from .render import axis_angle_to_matrix, matrix_to_axis_angle
 from .landmarks import BLENDSHAPE_NAMES, MP_TO_68, landmarker_model_path, canonical_model_blob, load_mediapipe_canonical
 
 # %% auto #0
-__all__ = ['PART_ALIASES', 'DEFAULT_PARTS', 'ICT_EXPRESSION_NAMES', 'MEDIAPIPE_REGIONS', 'EMBEDDING_VERSION', 'ict_model_path',
-           'read_ict_model', 'quads_to_triangles', 'resolve_parts', 'polygon_parts', 'select_submesh', 'FaceModel',
-           'barycentric_points', 'load_face_model', 'ict_to_mediapipe_name', 'mediapipe_to_ict_matrix',
+__all__ = ['PART_ALIASES', 'DEFAULT_PARTS', 'ICT_EXPRESSION_NAMES', 'MEDIAPIPE_REGIONS', 'EMBEDDING_VERSION', 'INNER_LIP_MODES',
+           'ict_model_path', 'read_ict_model', 'quads_to_triangles', 'resolve_parts', 'polygon_parts', 'select_submesh',
+           'FaceModel', 'barycentric_points', 'load_face_model', 'ict_to_mediapipe_name', 'mediapipe_to_ict_matrix',
            'mediapipe_to_ict_expression', 'ict_to_mediapipe_expression', 'closest_points_on_mesh',
-           'mediapipe_region_labels', 'similarity_procrustes', 'compute_mediapipe_embedding', 'embedding_cache_path',
-           'mediapipe_embedding', 'pose_from_mediapipe_matrix', 'landmark_fit_residual']
+           'mediapipe_region_labels', 'similarity_procrustes', 'front_surface_hits', 'inner_lip_edge',
+           'compute_mediapipe_embedding', 'embedding_cache_path', 'mediapipe_embedding', 'pose_from_mediapipe_matrix',
+           'landmark_fit_residual']
 
 # %% ../nbs/12_facemodel.ipynb #c005
 def ict_model_path() -> Path:
@@ -263,6 +264,7 @@ def load_face_model(path=None, # `ict_facekit.npz` (default: `ict_model_path()`)
                     device=None, # torch device (default: `get_device()`, CUDA if available)
                     n_identity:int=100, # identity modes to keep (the first, largest ones)
                     landmarks:bool=True, # attach the MediaPipe landmark embedding
+                    inner_lips:str='edge', # the embedding's inner-lip points: 'edge' (v2) or 'surface' (v1; `compute_mediapipe_embedding`)
                    ) -> FaceModel:
     "The ICT-FaceKit model restricted to `parts`, as a `FaceModel` on `device`."
     ict = read_ict_model(path)
@@ -271,7 +273,7 @@ def load_face_model(path=None, # `ict_facekit.npz` (default: `ict_model_path()`)
     v = s['vertex_ids']
     pos = np.searchsorted(v, ict['landmarks68'])
     lm68 = np.where(v[np.minimum(pos, len(v) - 1)] == ict['landmarks68'], pos, -1)
-    emb = mediapipe_embedding(p) if landmarks else None
+    emb = mediapipe_embedding(p, inner_lips=inner_lips) if landmarks else None
     m = FaceModel(ict['neutral'][v], ict['identity_basis'][:n_identity, v], ict['expression_basis'][:, v], s['faces'], s['faces_uv'],
                   ict['uv'][s['uv_ids']], s['face_part'], s['part_names'], ict['expression_names'], v, s['triangle_ids'], lm68,
                   embedding=emb, source=str(p))
@@ -393,7 +395,8 @@ def mediapipe_region_labels() -> np.ndarray:
     return out.astype(str)
 
 # %% ../nbs/12_facemodel.ipynb #c044
-EMBEDDING_VERSION = 'mp478-v1'
+EMBEDDING_VERSION = 'mp478-v2'   # the default embedding's version (inner lips on the lip edge); 'mp478-v1': inner lips on the nearest surface point
+INNER_LIP_MODES = {'edge': 'mp478-v2', 'surface': 'mp478-v1'}   # `inner_lips` → embedding version
 
 def similarity_procrustes(src, # (N, 3) points
                           dst, # (N, 3) corresponding points
@@ -417,15 +420,74 @@ def _laplacian(n:int, faces):
 
 def _lip_gap(V, lm68): return np.linalg.norm(V[lm68[62]] - V[lm68[66]])
 
+def front_surface_hits(points, # (M, 2) points in the model's x-y plane (a front view, looking down -z)
+                       V, # (Nv, 3) vertices
+                       tri, # (T, 3) triangles
+                       chunk:int=256,
+                      ) -> tuple: # (M,) front-most triangle (row of `tri`; -1: none), (M, 3) its barycentrics
+    "Orthographic front-view hit test: for each point, the covering triangle with the largest z."
+    P = np.asarray(points, np.float64); A, B, C = V[tri[:, 0]], V[tri[:, 1]], V[tri[:, 2]]
+    e0, e1 = (B - A)[None, :, :2], (C - A)[None, :, :2]
+    d00, d01, d11 = (e0*e0).sum(-1), (e0*e1).sum(-1), (e1*e1).sum(-1)
+    den = d00*d11 - d01*d01
+    den = np.where(np.abs(den) < 1e-12, np.nan, den)
+    hit, bary = np.full(len(P), -1), np.zeros((len(P), 3))
+    for s0 in range(0, len(P), chunk):
+        e2 = P[s0:s0 + chunk, None, :] - A[None, :, :2]
+        d20, d21 = (e2*e0).sum(-1), (e2*e1).sum(-1)
+        with np.errstate(invalid='ignore'):
+            b1, b2 = (d11*d20 - d01*d21)/den, (d00*d21 - d01*d20)/den
+            b0 = 1 - b1 - b2
+            inside = (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
+        z = np.where(inside, b0*A[None, :, 2] + b1*B[None, :, 2] + b2*C[None, :, 2], -np.inf)
+        k = z.argmax(1); r = np.arange(len(k))
+        ok = np.isfinite(z[r, k])
+        hit[s0:s0 + chunk] = np.where(ok, k, -1)
+        bary[s0:s0 + chunk] = np.stack([b0[r, k], b1[r, k], b2[r, k]], -1)
+    return hit, bary
+
+def inner_lip_edge(V, # (Nv, 3) the mesh with the lips apart (the embedding's jaw-opened neutral)
+                   tri, # (T, 3) its triangles
+                   tri_part, # (T,) part index of each triangle
+                   face_part:int, # part index of the face (the lips)
+                   interior_parts, # part indices of the mouth interior
+                   points, # (L, 3) inner-lip points in loop order (upper left→right, then lower right→left)
+                   reach:float=1.0, # search this far (cm) on either side of each point
+                   step:float=0.005, # search step (cm)
+                   inset:float=0.02, # final point this far (cm) onto the lip from the edge
+                  ) -> tuple: # (L,) triangle rows (-1: no edge found), (L, 3) barycentrics, (L,) shift towards the opening (cm)
+    "Move each inner-lip point, across the lip contour in a front view, to where the lip ends and the mouth interior begins."
+    V = np.asarray(V, np.float64); pts = np.asarray(points, np.float64)
+    c = pts[:, :2].mean(0)
+    lo, hi = pts[:, :2].min(0) - reach - 0.5, pts[:, :2].max(0) + reach + 0.5
+    keep = np.flatnonzero(np.isin(tri_part, [face_part, *interior_parts]) & ((V[tri][:, :, :2].mean(1) > lo) & (V[tri][:, :, :2].mean(1) < hi)).all(1))
+    ts = np.arange(-reach, reach + step/2, step)
+    out_t, out_b, shift = np.full(len(pts), -1), np.zeros((len(pts), 3)), np.full(len(pts), np.nan)
+    L = len(pts)
+    for j in range(L):
+        tangent = pts[(j + 1) % L, :2] - pts[j - 1, :2]
+        d = np.array([-tangent[1], tangent[0]]); d /= np.linalg.norm(d)
+        if np.dot(d, c - pts[j, :2]) < 0: d = -d        # towards the opening
+        hit, bary = front_surface_hits(pts[j, None, :2] + ts[:, None]*d, V, tri[keep])
+        on_lip = (hit >= 0) & (tri_part[keep][np.maximum(hit, 0)] == face_part)
+        edges = np.flatnonzero(on_lip[:-1] & ~on_lip[1:])   # lip → opening
+        if len(edges) == 0: continue
+        i = max(0, edges[np.argmin(np.abs(ts[edges]))] - int(round(inset/step)))
+        if not on_lip[i]: continue
+        out_t[j], out_b[j], shift[j] = keep[hit[i]], bary[i], ts[i]
+    return out_t, out_b, shift
+
 def compute_mediapipe_embedding(ict:dict, # arrays from `read_ict_model`
                                 canonical_vertices, # (468, 3) MediaPipe canonical model (cm)
                                 canonical_faces, # (F, 3) its triangles (for the smoothness term)
                                 stiffness=(100, 30, 10, 3, 1, 1, 1), # non-rigid ICP schedule
                                 anchor_weight:float=1.0, # weight of the 14 anchor correspondences
                                 iris_radius:float=0.59, # cm
+                                inner_lips:str='edge', # 'edge': inner-lip points moved onto the lip's visible edge (`inner_lip_edge`); 'surface': left at the nearest surface point
                                ) -> dict:
     "Embedding of the 478 MediaPipe landmarks on ICT: full-mesh `triangle`, `vertex_ids`, `bary`, residuals, alignment."
     from scipy.sparse.linalg import splu
+    if inner_lips not in INNER_LIP_MODES: raise DfeError(f"inner_lips must be one of {', '.join(INNER_LIP_MODES)}, got {inner_lips!r}")
     C = np.asarray(canonical_vertices, np.float64)
     N = ict['neutral'].astype(np.float64); lm68 = ict['landmarks68']
     jaw = ict['expression_basis'][ict['expression_names'].index('jawOpen')].astype(np.float64)
@@ -461,6 +523,13 @@ def compute_mediapipe_embedding(ict:dict, # arrays from `read_ict_model`
     # 4: projection
     ti, bary, dist = closest_points_on_mesh(X, NW, tri[face_t])
     gtri = face_t[ti]
+    if inner_lips == 'edge':   # 4b: the inner-lip points onto the edge where, seen from the front, the lip gives way to the mouth interior
+        loop = list(MEDIAPIPE_REGIONS['lips_inner_upper']) + list(MEDIAPIPE_REGIONS['lips_inner_lower'])[::-1]
+        names = ict['part_names']
+        et, eb, _ = inner_lip_edge(NW, tri, pparts, names.index('face'), [names.index(p) for p in ('mouth_socket', 'gums_and_tongue', 'teeth')],
+                                   (bary[loop, :, None]*NW[tri[gtri[loop]]]).sum(1))
+        for k, t_, b_ in zip(loop, et, eb):
+            if t_ >= 0: gtri[k], bary[k] = t_, b_
     emb_pts = (bary[:, :, None]*NW[tri[gtri]]).sum(1)
     # 5: irises on the eyeballs (468-472 subject's right eye, 473-477 left)
     i_tri, i_bary, i_res = [], [], []
@@ -488,7 +557,7 @@ def compute_mediapipe_embedding(ict:dict, # arrays from `read_ict_model`
     return dict(triangle=gtri.astype(np.int64), vertex_ids=tri[gtri].astype(np.int64), bary=bary.astype(np.float32),
                 residual_rigid=res_rigid.astype(np.float32), residual_surface=res_surface.astype(np.float32),
                 aligned_canonical=A0.astype(np.float32), warped_canonical=X.astype(np.float32),
-                canonical_to_model=sim, jaw_open=np.float64(w), version=np.array(EMBEDDING_VERSION))
+                canonical_to_model=sim, jaw_open=np.float64(w), version=np.array(INNER_LIP_MODES[inner_lips]))
 
 # %% ../nbs/12_facemodel.ipynb #c051
 _EMB_KEYS = ('triangle', 'vertex_ids', 'bary', 'residual_rigid', 'residual_surface', 'aligned_canonical', 'warped_canonical',
@@ -496,24 +565,27 @@ _EMB_KEYS = ('triangle', 'vertex_ids', 'bary', 'residual_rigid', 'residual_surfa
 
 def embedding_cache_path(path=None, # `ict_facekit.npz`
                          landmarker_path=None, # `face_landmarker.task`
+                         inner_lips:str='edge', # the embedding's inner-lip mode (`compute_mediapipe_embedding`)
                         ) -> Path:
     "Cache file of the embedding for this model and canonical mesh: `cache_dir()/facemodel/mediapipe_embedding_<ict>_<canonical>_<version>.npz`."
+    if inner_lips not in INNER_LIP_MODES: raise DfeError(f"inner_lips must be one of {', '.join(INNER_LIP_MODES)}, got {inner_lips!r}")
     ict_sha = file_sha256(check_input_file(path if path is not None else ict_model_path()))
     can_sha = hashlib.sha256(canonical_model_blob(landmarker_path)).hexdigest()
-    return cache_dir()/'facemodel'/f'mediapipe_embedding_{ict_sha[:16]}_{can_sha[:12]}_{EMBEDDING_VERSION}.npz'
+    return cache_dir()/'facemodel'/f'mediapipe_embedding_{ict_sha[:16]}_{can_sha[:12]}_{INNER_LIP_MODES[inner_lips]}.npz'
 
 def mediapipe_embedding(path=None, # `ict_facekit.npz` (default: `ict_model_path()`)
                         landmarker_path=None, # `face_landmarker.task` (default: `landmarker_model_path()`)
                         recompute:bool=False, # ignore (and overwrite) the cache
+                        inner_lips:str='edge', # 'edge' or 'surface' (`compute_mediapipe_embedding`)
                        ) -> dict:
     "The MediaPipe landmark embedding (see `compute_mediapipe_embedding`), from the cache or computed and cached."
-    cp = embedding_cache_path(path, landmarker_path)
+    cp = embedding_cache_path(path, landmarker_path, inner_lips)
     if not recompute and cp.exists():
         try:
             with np.load(cp, allow_pickle=False) as z:
-                if all(k in z.files for k in _EMB_KEYS) and str(z['version']) == EMBEDDING_VERSION: return {k: z[k] for k in _EMB_KEYS}
+                if all(k in z.files for k in _EMB_KEYS) and str(z['version']) == INNER_LIP_MODES[inner_lips]: return {k: z[k] for k in _EMB_KEYS}
         except Exception: pass  # unreadable cache: recompute and overwrite
-    emb = compute_mediapipe_embedding(read_ict_model(path), *load_mediapipe_canonical(landmarker_path))
+    emb = compute_mediapipe_embedding(read_ict_model(path), *load_mediapipe_canonical(landmarker_path), inner_lips=inner_lips)
     atomic_save_npz(cp, **emb)
     return emb
 

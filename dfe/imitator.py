@@ -682,7 +682,7 @@ def animate_track(track, # `dfe.tracking.Track` of the actor's video (25 fps)
     return Track(identity=track.identity, expression=expr, rotation=track.rotation[idx], translation=track.translation[idx],
                  sh=track.sh[idx], focal=track.focal, principal=track.principal, image_size=track.image_size, fps=25.0,
                  texture=track.texture, landmarks=track.landmarks[idx], failed=track.failed[idx], photo_l1=track.photo_l1[idx],
-                 parts=track.parts, source=track.source)
+                 parts=track.parts, source=track.source, inner_lips=track.inner_lips)
 
 def fit_actor_style(track, # the actor's `Track`
                     model:Audio2Expr,

@@ -54,6 +54,7 @@ class TrackSettings:
     w_expression:float = 1e-3       # L2 regulariser of the expression weights
     w_mouth_close:float = 1.0       # L2 regulariser of mouthClose (instead of `w_expression`): lips close by the jaw closing, not by mouthClose
     w_lip_shapes:float = 0.03       # L2 regulariser of the shapes that open or close the lips without the jaw (`LIP_SHAPES`)
+    inner_lips:str = 'edge'         # landmark embedding of the inner lips: 'edge' (`mp478-v2`) or 'surface' (`mp478-v1`); see `compute_mediapipe_embedding`
     close_within_jaw:bool = True    # keep mouthClose ≤ jawOpen (ARKit: mouthClose closes the lips against an open jaw)
     w_smooth:float = 0.5            # temporal smoothness (squared first differences) of expression
     w_smooth_pose:float = 100.0     # temporal smoothness of rotation (rad) and translation (/10 cm)
@@ -281,6 +282,7 @@ class Track:
     photo_l1:np.ndarray       # (N,) photometric L1 of the final fit (NaN where not fitted)
     parts:tuple = ()          # the rendered parts
     source:str = ''           # the tracked video
+    inner_lips:str = 'edge'   # the landmark embedding the fit used (`TrackSettings.inner_lips`; tracks written before it existed: 'surface')
 
     def __len__(self): return len(self.expression)
     def __repr__(self):
@@ -300,7 +302,7 @@ class Track:
         "Write the track to an `.npz` atomically (`meta`: JSON-able extras stored inside)."
         a = {k: getattr(self, k) for k in ('identity', 'expression', 'rotation', 'translation', 'sh', 'texture', 'landmarks', 'failed', 'photo_l1')}
         a.update(format=np.array(TRACK_FORMAT), focal=np.array(self.focal), principal=np.array(self.principal, np.float64),
-                 image_size=np.array(self.image_size), fps=np.array(self.fps), parts=np.array(self.parts), source=np.array(self.source),
+                 image_size=np.array(self.image_size), fps=np.array(self.fps), parts=np.array(self.parts), source=np.array(self.source), inner_lips=np.array(self.inner_lips),
                  meta=np.array(json.dumps(meta or {}, default=str)))
         return atomic_save_npz(path, **a)
 
@@ -315,7 +317,7 @@ class Track:
         return cls(identity=d['identity'], expression=d['expression'], rotation=d['rotation'], translation=d['translation'], sh=d['sh'],
                    focal=float(d['focal']), principal=tuple(float(v) for v in d['principal']), image_size=tuple(int(v) for v in d['image_size']),
                    fps=float(d['fps']), texture=d['texture'], landmarks=d['landmarks'], failed=d['failed'], photo_l1=d['photo_l1'],
-                   parts=tuple(str(p) for p in d['parts']), source=str(d['source']))
+                   parts=tuple(str(p) for p in d['parts']), source=str(d['source']), inner_lips=str(d.get('inner_lips', 'surface')))
 
     @staticmethod
     def meta(path) -> dict:
@@ -396,7 +398,7 @@ def track_video(video, # the video to track
         if out_dir: _write_outputs(out_dir, tr, met, s)
         return tr, met
     timer, t_start = StageTimer(), time.perf_counter()
-    model = load_face_model(parts=s.parts, device=dev, n_identity=s.n_identity)
+    model = load_face_model(parts=s.parts, device=dev, n_identity=s.n_identity, inner_lips=s.inner_lips)
     lmodel = LandmarkModel.from_face_model(model)
 
     with timer('landmarks'):
@@ -449,7 +451,7 @@ def track_video(video, # the video to track
     tr = Track(identity=p['identity'][0].cpu().numpy(), expression=out['expression'], rotation=out['rotation'], translation=out['translation'],
                sh=out['sh'], focal=float(focal), principal=(W/2, H/2), image_size=(H, W), fps=lt.fps,
                texture=texture[0].cpu().numpy().astype(np.float16), landmarks=lt.points[..., :2].astype(np.float32), failed=failed,
-               photo_l1=out['photo_l1'].astype(np.float32), parts=tuple(model.part_names), source=str(video))
+               photo_l1=out['photo_l1'].astype(np.float32), parts=tuple(model.part_names), source=str(video), inner_lips=s.inner_lips)
     secs = time.perf_counter() - t_start
     met.update(frames=N, seconds=round(secs, 2), frames_per_second=round(N/secs, 3), failed_frames=int((failed > 0).sum()),
                no_face_frames=int((~lt.valid).sum()), stage_seconds={k: round(v, 2) for k, v in timer.seconds.items()},
@@ -589,7 +591,7 @@ def jaw_gap_correlation(track, # a `Track` (or anything with `expression`, `land
                         carriers:int=4, # also list this many mouth coefficients that move the lip gap most
                        ) -> dict:
     "How the fit opens the mouth: r(jawOpen, detected lip gap), r(jawOpen, fitted gap), r(fitted gap, detected gap), and the main carriers of the gap."
-    model = model or load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu')
+    model = model or load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu', inner_lips=track.inner_lips)
     ok = np.asarray(track.failed) == 0
     det, fit = inner_lip_gap(track.landmarks), inner_lip_gap(_fitted_points(track, model))
     det, fit = np.where(ok, det, np.nan), np.where(ok, fit, np.nan)
@@ -648,7 +650,7 @@ def render_overlay(track:Track, # a fit
                    mode:str='mesh', # 'mesh': grey, lit from the camera (shows the geometry); 'texture': the fitted albedo × lighting
                   ) -> np.ndarray: # (h, w, 3) uint8
     "The frame with the fitted mesh blended over it (resized so the longer side ≤ `max_side`)."
-    model = model or load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu')
+    model = model or load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu', inner_lips=track.inner_lips)
     dev = model.neutral.device
     H, W = track.image_size
     k = min(1.0, max_side/max(H, W))
@@ -685,7 +687,7 @@ def contact_sheet(track:Track, # a fit
                   tile:int=256, # height of each image
                  ) -> Path:
     "Write a PNG: for `n` frames, [frame + detected (green) and fitted (red) landmarks | fitted mesh over the frame]."
-    model = load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu')
+    model = load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu', inner_lips=track.inner_lips)
     lmodel = LandmarkModel.from_face_model(model)
     idx = np.unique(np.linspace(0, len(track) - 1, n).round().astype(int))
     H, W = track.image_size
