@@ -841,6 +841,7 @@ def evaluate_audio2expr(model:Audio2Expr|None=None, # model (default: the shippe
                         checkpoint=None, # or a checkpoint file
                         clips=None, # `SpeechClip`s to score (default: the held-out identities' tracked clips)
                         out_dir=None, # where metrics.json/metrics.md go (default outputs/audio2expr); None-like '' writes nothing
+                        tracking_dir=None, # tracks of the held-out clips (default `default_tracking_dir()`), when `clips` is not given
                         fit_fraction:float=0.5, strength:float=0.3, speech_files:bool=True) -> dict:
     "Score the model and the baselines on held-out clips (style layer fitted on each clip's first part), and check the speech files."
     from dfe.data import load_manifest, load_speech, DEFAULT_HELDOUT_IDENTITIES
@@ -852,8 +853,8 @@ def evaluate_audio2expr(model:Audio2Expr|None=None, # model (default: the shippe
     face = load_face_model(parts=('face',), device='cpu')
     if clips is None:
         ids = [c.id for c in load_manifest() if c.identity in DEFAULT_HELDOUT_IDENTITIES]
-        clips = load_tracked_clips(ids)
-        if not clips: raise DfeError(f"no tracked held-out clips in {default_tracking_dir()} (run `dfe track-corpus` first)")
+        clips = load_tracked_clips(ids, tracking_dir=tracking_dir)
+        if not clips: raise DfeError(f"no tracked held-out clips in {tracking_dir or default_tracking_dir()} (run `dfe track-corpus` first)")
     rows = [evaluate_clip(model, c, face, fit_fraction, strength) for c in clips]
     res = dict(checkpoint=str(checkpoint) if checkpoint else '(in memory)',
                checkpoint_sha256=sha256_file(checkpoint) if checkpoint else '',
@@ -878,9 +879,10 @@ def evaluate_audio2expr(model:Audio2Expr|None=None, # model (default: the shippe
 def evaluate_audio_cmd(checkpoint:str='', # checkpoint (default: the shipped model)
                        out:str='', # output folder (default outputs/audio2expr)
                        fit_fraction:float=0.5, # part of each held-out clip the style layer is fitted on
+                       tracking:str='', # folder of the corpus's tracks (default outputs/tracking)
                       ):
     "Evaluate the audio-to-expression model on the held-out clips (tracks in outputs/tracking); write metrics.json and metrics.md."
-    res = evaluate_audio2expr(checkpoint=checkpoint or None, out_dir=out or None, fit_fraction=fit_fraction)
+    res = evaluate_audio2expr(checkpoint=checkpoint or None, out_dir=out or None, fit_fraction=fit_fraction, tracking_dir=tracking or None)
     print(metrics_markdown(res))
     return 0
 

@@ -109,3 +109,10 @@ def test_av_offset_follows_a_known_shift(model):
         base = clip_av_offset(clip, model, min_gain=0, max_spread=None)['measured']
         assert abs(base) <= 2
         for k in (-2, 2): assert clip_av_offset(shift_targets(clip, k), model, min_gain=0, max_spread=None)['measured'] == base - k, (clip.id, k)
+
+
+def test_evaluate_audio_reads_the_given_tracking_dir(tmp_path):
+    "`--tracking` is where the held-out tracks are looked for: an empty folder is named in the error."
+    from dfe.core import DfeError
+    from dfe.imitator import evaluate_audio2expr
+    with pytest.raises(DfeError, match=str(tmp_path)): evaluate_audio2expr(tracking_dir=tmp_path, out_dir='')
