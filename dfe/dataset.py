@@ -18,7 +18,7 @@ from .audio import video_aligned_mel, mel_windows, mel_per_frame, LOG_FLOOR
 
 # %% auto #0
 __all__ = ['DATASET_FORMAT', 'DATASET_VERSION', 'ARRAYS', 'INNER_LIP_LOOP', 'CropSettings', 'track_file', 'dataset_key',
-           'read_manifest', 'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData',
+           'read_manifest', 'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData', 'polygon_mask',
            'opening_agreement', 'mouth_opening_agreement', 'WindowDataset', 'overlay_picture', 'clip_figure',
            'inspect_clip', 'crop_cmd', 'crop_corpus']
 
@@ -265,6 +265,19 @@ class ClipData:
 # %% ../nbs/21_dataset.ipynb #c021b
 INNER_LIP_LOOP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)  # MediaPipe inner lips, in order round the opening
 
+def polygon_mask(poly, # (P, 2) vertices (x, y) in pixels, pixel centres at integers
+                 size:int, # side of the square mask
+                ) -> np.ndarray: # (size, size) bool
+    "Pixels whose centre lies inside the polygon (even-odd rule), as a rasteriser samples a mesh."
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    inside = np.zeros((size, size), bool)
+    p = np.asarray(poly, np.float64)
+    for (x0, y0), (x1, y1) in zip(p, np.roll(p, -1, axis=0)):
+        if y0 == y1: continue
+        crosses = (y0 > y) != (y1 > y)
+        inside ^= crosses & (x < x0 + (y - y0)*(x1 - x0)/(y1 - y0))
+    return inside
+
 def opening_agreement(interior, # (N, S, S) bool: the rasterised mouth interior of each crop
                       landmarks, # (N, 478, 2) detected landmarks, frame px (NaN: none)
                       boxes, # (N, 3) crop boxes (x0, y0, side), frame px
@@ -279,9 +292,7 @@ def opening_agreement(interior, # (N, S, S) bool: the rasterised mouth interior 
     det_sum = ras_sum = 0; ious = []
     for i in np.flatnonzero(ok):
         q = (lm[i, list(INNER_LIP_LOOP)] - boxes[i, :2])*S/boxes[i, 2]
-        det = np.zeros((S, S), np.uint8)
-        cv2.fillPoly(det, [np.round(q*8).astype(np.int32)], 1, shift=3)
-        det, ras = det > 0, np.asarray(interior[i], bool)
+        det, ras = polygon_mask(q, S), np.asarray(interior[i], bool)
         det_sum += int(det.sum()); ras_sum += int(ras.sum())
         if det.sum() >= min_open*S*S: ious.append((det & ras).sum()/(det | ras).sum())
     return dict(frames=int(ok.sum()), open_frames=len(ious), area_ratio=ras_sum/det_sum if det_sum else float('nan'),

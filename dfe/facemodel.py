@@ -460,7 +460,8 @@ def inner_lip_edge(V, # (Nv, 3) the mesh with the lips apart (the embedding's ja
     V = np.asarray(V, np.float64); pts = np.asarray(points, np.float64)
     c = pts[:, :2].mean(0)
     lo, hi = pts[:, :2].min(0) - reach - 0.5, pts[:, :2].max(0) + reach + 0.5
-    keep = np.flatnonzero(np.isin(tri_part, [face_part, *interior_parts]) & ((V[tri][:, :, :2].mean(1) > lo) & (V[tri][:, :, :2].mean(1) < hi)).all(1))
+    centre = V[tri][:, :, :2].mean(1)
+    keep = np.flatnonzero(np.isin(tri_part, [face_part, *interior_parts]) & ((centre > lo) & (centre < hi)).all(1))
     ts = np.arange(-reach, reach + step/2, step)
     out_t, out_b, shift = np.full(len(pts), -1), np.zeros((len(pts), 3)), np.full(len(pts), np.nan)
     L = len(pts)
