@@ -264,7 +264,7 @@ def load_face_model(path=None, # `ict_facekit.npz` (default: `ict_model_path()`)
                     device=None, # torch device (default: `get_device()`, CUDA if available)
                     n_identity:int=100, # identity modes to keep (the first, largest ones)
                     landmarks:bool=True, # attach the MediaPipe landmark embedding
-                    inner_lips:str='edge', # the embedding's inner-lip points: 'edge' (v2) or 'surface' (v1; `compute_mediapipe_embedding`)
+                    inner_lips:str='surface', # the embedding's inner-lip points: 'surface' (v1) or 'edge' (v2; `compute_mediapipe_embedding`)
                    ) -> FaceModel:
     "The ICT-FaceKit model restricted to `parts`, as a `FaceModel` on `device`."
     ict = read_ict_model(path)
@@ -395,7 +395,7 @@ def mediapipe_region_labels() -> np.ndarray:
     return out.astype(str)
 
 # %% ../nbs/12_facemodel.ipynb #c044
-EMBEDDING_VERSION = 'mp478-v2'   # the default embedding's version (inner lips on the lip edge); 'mp478-v1': inner lips on the nearest surface point
+EMBEDDING_VERSION = 'mp478-v1'   # the default embedding's version (inner lips on the nearest surface point); 'mp478-v2': on the lip edge
 INNER_LIP_MODES = {'edge': 'mp478-v2', 'surface': 'mp478-v1'}   # `inner_lips` → embedding version
 
 def similarity_procrustes(src, # (N, 3) points
@@ -484,7 +484,7 @@ def compute_mediapipe_embedding(ict:dict, # arrays from `read_ict_model`
                                 stiffness=(100, 30, 10, 3, 1, 1, 1), # non-rigid ICP schedule
                                 anchor_weight:float=1.0, # weight of the 14 anchor correspondences
                                 iris_radius:float=0.59, # cm
-                                inner_lips:str='edge', # 'edge': inner-lip points moved onto the lip's visible edge (`inner_lip_edge`); 'surface': left at the nearest surface point
+                                inner_lips:str='surface', # 'surface': inner-lip points at the nearest surface point; 'edge': moved onto the lip's visible edge (`inner_lip_edge`)
                                ) -> dict:
     "Embedding of the 478 MediaPipe landmarks on ICT: full-mesh `triangle`, `vertex_ids`, `bary`, residuals, alignment."
     from scipy.sparse.linalg import splu
@@ -566,7 +566,7 @@ _EMB_KEYS = ('triangle', 'vertex_ids', 'bary', 'residual_rigid', 'residual_surfa
 
 def embedding_cache_path(path=None, # `ict_facekit.npz`
                          landmarker_path=None, # `face_landmarker.task`
-                         inner_lips:str='edge', # the embedding's inner-lip mode (`compute_mediapipe_embedding`)
+                         inner_lips:str='surface', # the embedding's inner-lip mode (`compute_mediapipe_embedding`)
                         ) -> Path:
     "Cache file of the embedding for this model and canonical mesh: `cache_dir()/facemodel/mediapipe_embedding_<ict>_<canonical>_<version>.npz`."
     if inner_lips not in INNER_LIP_MODES: raise DfeError(f"inner_lips must be one of {', '.join(INNER_LIP_MODES)}, got {inner_lips!r}")
@@ -577,7 +577,7 @@ def embedding_cache_path(path=None, # `ict_facekit.npz`
 def mediapipe_embedding(path=None, # `ict_facekit.npz` (default: `ict_model_path()`)
                         landmarker_path=None, # `face_landmarker.task` (default: `landmarker_model_path()`)
                         recompute:bool=False, # ignore (and overwrite) the cache
-                        inner_lips:str='edge', # 'edge' or 'surface' (`compute_mediapipe_embedding`)
+                        inner_lips:str='surface', # 'surface' or 'edge' (`compute_mediapipe_embedding`)
                        ) -> dict:
     "The MediaPipe landmark embedding (see `compute_mediapipe_embedding`), from the cache or computed and cached."
     cp = embedding_cache_path(path, landmarker_path, inner_lips)

@@ -54,7 +54,7 @@ class TrackSettings:
     w_expression:float = 1e-3       # L2 regulariser of the expression weights
     w_mouth_close:float = 1.0       # L2 regulariser of mouthClose (instead of `w_expression`): lips close by the jaw closing, not by mouthClose
     w_lip_shapes:float = 0.03       # L2 regulariser of the shapes that open or close the lips without the jaw (`LIP_SHAPES`)
-    inner_lips:str = 'edge'         # landmark embedding of the inner lips: 'edge' (`mp478-v2`) or 'surface' (`mp478-v1`); see `compute_mediapipe_embedding`
+    inner_lips:str = 'surface'      # landmark embedding of the inner lips: 'surface' (`mp478-v1`) or 'edge' (`mp478-v2`); see `compute_mediapipe_embedding`
     close_within_jaw:bool = True    # keep mouthClose ≤ jawOpen (ARKit: mouthClose closes the lips against an open jaw)
     w_smooth:float = 0.5            # temporal smoothness (squared first differences) of expression
     w_smooth_pose:float = 100.0     # temporal smoothness of rotation (rad) and translation (/10 cm)
@@ -65,7 +65,9 @@ class TrackSettings:
 
     def key(self) -> str:
         "A short hash of the settings and the tracker version."
-        s = json.dumps(dict(asdict(self), version=TRACKER_VERSION), sort_keys=True, default=list)
+        d = asdict(self)
+        if d['inner_lips'] == 'surface': del d['inner_lips']   # the embedding before the option existed: earlier caches stay valid
+        s = json.dumps(dict(d, version=TRACKER_VERSION), sort_keys=True, default=list)
         return hashlib.sha256(s.encode()).hexdigest()[:12]
 
 # %% ../nbs/13_tracking.ipynb #c009
@@ -282,7 +284,7 @@ class Track:
     photo_l1:np.ndarray       # (N,) photometric L1 of the final fit (NaN where not fitted)
     parts:tuple = ()          # the rendered parts
     source:str = ''           # the tracked video
-    inner_lips:str = 'edge'   # the landmark embedding the fit used (`TrackSettings.inner_lips`; tracks written before it existed: 'surface')
+    inner_lips:str = 'surface'   # the landmark embedding the fit used (`TrackSettings.inner_lips`; tracks written before it existed: 'surface')
 
     def __len__(self): return len(self.expression)
     def __repr__(self):
