@@ -14,11 +14,12 @@ import cv2
 from .core import (DfeError, InputFileError, check_input_file, atomic_write_json, atomic_write_text, sha256_file, get_device, outputs_dir, live_kernel)
 from .cropping import (jaw_independent_boxes, landmark_boxes_baseline, box_metrics, box_model, raster_model, crop_frames,
                           crop_camera, crop_rasters, uv_region_masks, part_tile_table, MASK_BITS, BOX_PARTS, RASTER_PARTS)
+from .facemodel import INNER_LIP_LOOP
 from .audio import video_aligned_mel, mel_windows, mel_per_frame, LOG_FLOOR
 
 # %% auto #0
-__all__ = ['DATASET_FORMAT', 'DATASET_VERSION', 'ARRAYS', 'INNER_LIP_LOOP', 'CropSettings', 'track_file', 'dataset_key',
-           'read_manifest', 'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData', 'polygon_mask',
+__all__ = ['DATASET_FORMAT', 'DATASET_VERSION', 'ARRAYS', 'CropSettings', 'track_file', 'dataset_key', 'read_manifest',
+           'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData', 'polygon_mask',
            'opening_agreement', 'mouth_opening_agreement', 'WindowDataset', 'overlay_picture', 'clip_figure',
            'inspect_clip', 'crop_cmd', 'crop_corpus']
 
@@ -263,8 +264,6 @@ class ClipData:
     def part_tiles(self) -> np.ndarray: return np.asarray(self.manifest['part_tiles'], np.int64)
 
 # %% ../nbs/21_dataset.ipynb #c021b
-INNER_LIP_LOOP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)  # MediaPipe inner lips, in order round the opening
-
 def polygon_mask(poly, # (P, 2) vertices (x, y) in pixels, pixel centres at integers
                  size:int, # side of the square mask
                 ) -> np.ndarray: # (size, size) bool
@@ -286,12 +285,12 @@ def opening_agreement(interior, # (N, S, S) bool: the rasterised mouth interior 
                      ) -> dict: # frames, open_frames, area_ratio, iou_open
     "Rasterised mouth interior vs the detected inner-lip polygon, per crop: area ratio (all counted frames) and IoU (open ones)."
     interior = np.asarray(interior); N, S = interior.shape[0], interior.shape[-1]
-    lm, boxes = np.asarray(landmarks, np.float64), np.asarray(boxes, np.float64)
-    ok = np.isfinite(lm[:, list(INNER_LIP_LOOP)]).all((1, 2)) & np.isfinite(boxes).all(1)
+    lm, boxes = np.asarray(landmarks, np.float64)[:, list(INNER_LIP_LOOP)], np.asarray(boxes, np.float64)
+    ok = np.isfinite(lm).all((1, 2)) & np.isfinite(boxes).all(1)
     if valid is not None: ok &= np.asarray(valid, bool)
     det_sum = ras_sum = 0; ious = []
     for i in np.flatnonzero(ok):
-        q = (lm[i, list(INNER_LIP_LOOP)] - boxes[i, :2])*S/boxes[i, 2]
+        q = (lm[i] - boxes[i, :2])*S/boxes[i, 2]
         det, ras = polygon_mask(q, S), np.asarray(interior[i], bool)
         det_sum += int(det.sum()); ras_sum += int(ras.sum())
         if det.sum() >= min_open*S*S: ious.append((det & ras).sum()/(det | ras).sum())

@@ -15,13 +15,13 @@ from .render import axis_angle_to_matrix, matrix_to_axis_angle
 from .landmarks import BLENDSHAPE_NAMES, MP_TO_68, landmarker_model_path, canonical_model_blob, load_mediapipe_canonical
 
 # %% auto #0
-__all__ = ['PART_ALIASES', 'DEFAULT_PARTS', 'ICT_EXPRESSION_NAMES', 'MEDIAPIPE_REGIONS', 'EMBEDDING_VERSION', 'INNER_LIP_MODES',
-           'ict_model_path', 'read_ict_model', 'quads_to_triangles', 'resolve_parts', 'polygon_parts', 'select_submesh',
-           'FaceModel', 'barycentric_points', 'load_face_model', 'ict_to_mediapipe_name', 'mediapipe_to_ict_matrix',
-           'mediapipe_to_ict_expression', 'ict_to_mediapipe_expression', 'closest_points_on_mesh',
-           'mediapipe_region_labels', 'similarity_procrustes', 'front_surface_hits', 'inner_lip_edge',
-           'compute_mediapipe_embedding', 'embedding_cache_path', 'mediapipe_embedding', 'pose_from_mediapipe_matrix',
-           'landmark_fit_residual']
+__all__ = ['PART_ALIASES', 'DEFAULT_PARTS', 'ICT_EXPRESSION_NAMES', 'MEDIAPIPE_REGIONS', 'INNER_LIP_LOOP', 'EMBEDDING_VERSION',
+           'INNER_LIP_MODES', 'ict_model_path', 'read_ict_model', 'quads_to_triangles', 'resolve_parts',
+           'polygon_parts', 'select_submesh', 'FaceModel', 'barycentric_points', 'load_face_model',
+           'ict_to_mediapipe_name', 'mediapipe_to_ict_matrix', 'mediapipe_to_ict_expression',
+           'ict_to_mediapipe_expression', 'closest_points_on_mesh', 'mediapipe_region_labels', 'similarity_procrustes',
+           'front_surface_hits', 'inner_lip_edge', 'compute_mediapipe_embedding', 'embedding_cache_path',
+           'mediapipe_embedding', 'pose_from_mediapipe_matrix', 'landmark_fit_residual']
 
 # %% ../nbs/12_facemodel.ipynb #c005
 def ict_model_path() -> Path:
@@ -387,6 +387,7 @@ MEDIAPIPE_REGIONS = {
     'contour': (10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251, 284, 288,
                 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454),
     'iris_right': (468, 469, 470, 471, 472), 'iris_left': (473, 474, 475, 476, 477)}
+INNER_LIP_LOOP = MEDIAPIPE_REGIONS['lips_inner_upper'] + MEDIAPIPE_REGIONS['lips_inner_lower'][::-1]   # round the mouth opening, in order
 
 def mediapipe_region_labels() -> np.ndarray:
     "Region name (`MEDIAPIPE_REGIONS` key, else 'other') of each of the 478 landmarks."
@@ -525,7 +526,7 @@ def compute_mediapipe_embedding(ict:dict, # arrays from `read_ict_model`
     ti, bary, dist = closest_points_on_mesh(X, NW, tri[face_t])
     gtri = face_t[ti]
     if inner_lips == 'edge':   # 4b: the inner-lip points onto the edge where, seen from the front, the lip gives way to the mouth interior
-        loop = list(MEDIAPIPE_REGIONS['lips_inner_upper']) + list(MEDIAPIPE_REGIONS['lips_inner_lower'])[::-1]
+        loop = list(INNER_LIP_LOOP)
         names = ict['part_names']
         et, eb, _ = inner_lip_edge(NW, tri, pparts, names.index('face'), [names.index(p) for p in ('mouth_socket', 'gums_and_tongue', 'teeth')],
                                    (bary[loop, :, None]*NW[tri[gtri[loop]]]).sum(1))
