@@ -335,9 +335,8 @@ def write_mesh_overlay_video(track, # `dfe.tracking.Track`
                              progress:bool=True):
     "Write a video of the fitted mesh over the clip (atomically)."
     from dfe.io import iter_frames, VideoWriter
-    from dfe.tracking import render_overlay, TrackSettings
-    from dfe.facemodel import load_face_model
-    model = load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu', inner_lips=track.inner_lips)
+    from dfe.tracking import render_overlay
+    model = track.face_model()
     with VideoWriter(path, fps=track.fps) as w:
         for i, fr in enumerate(tqdm(iter_frames(video, fps=track.fps), total=len(track), desc='mesh overlay', unit='frame', disable=not progress)):
             w.write(render_overlay(track, i, fr, model, alpha=0.5, max_side=max_side))

@@ -450,11 +450,10 @@ def _training_params(info:dict) -> tuple:
 def _gap_errors(folder, a:int, b:int) -> np.ndarray:
     "|fitted − detected| inner-lip gap (inter-ocular units) of frames a..b of a clip folder, from its track; NaN without one."
     from dfe.tracking import Track, _fitted_points, inner_lip_gap
-    from dfe.facemodel import load_face_model
     tp = json.loads((Path(folder)/'dataset.json').read_text()).get('track')
     if not tp or not Path(tp).exists(): return np.full(b - a, np.nan)
     tr = Track.load(tp)
-    model = load_face_model(parts=tr.parts, n_identity=len(tr.identity), device='cpu', inner_lips=tr.inner_lips)
+    model = tr.face_model()
     fit = _fitted_points(tr, model)[a:b]
     ok = np.asarray(tr.failed[a:b]) == 0
     return np.where(ok, np.abs(inner_lip_gap(fit) - inner_lip_gap(tr.landmarks[a:b])), np.nan)

@@ -40,7 +40,7 @@ def track_model(track:Track, # a fit
                 parts=None, # model parts (default: the parts the track was fitted with)
                ) -> FaceModel:
     "The face model of `track`: its parts (or `parts`) and its number of identity modes."
-    return load_face_model(parts=parts or track.parts or TrackSettings().parts, n_identity=len(track.identity), device=device, inner_lips=track.inner_lips)
+    return track.face_model(parts, device)
 
 # %% ../nbs/14_tracking_inspect.ipynb #c013
 def fitted_landmarks(track:Track, # a fit

@@ -321,6 +321,11 @@ class Track:
                    fps=float(d['fps']), texture=d['texture'], landmarks=d['landmarks'], failed=d['failed'], photo_l1=d['photo_l1'],
                    parts=tuple(str(p) for p in d['parts']), source=str(d['source']), inner_lips=str(d.get('inner_lips', 'surface')))
 
+    def face_model(self, parts=None, # parts to load (default: the track's own)
+                   device='cpu') -> FaceModel:
+        "The face model this track was fitted with: its parts, identity modes and landmark embedding."
+        return load_face_model(parts=parts or self.parts or TrackSettings().parts, n_identity=len(self.identity), device=device, inner_lips=self.inner_lips)
+
     @staticmethod
     def meta(path) -> dict:
         "The `meta` dict stored in a track file."
@@ -593,7 +598,7 @@ def jaw_gap_correlation(track, # a `Track` (or anything with `expression`, `land
                         carriers:int=4, # also list this many mouth coefficients that move the lip gap most
                        ) -> dict:
     "How the fit opens the mouth: r(jawOpen, detected lip gap), r(jawOpen, fitted gap), r(fitted gap, detected gap), and the main carriers of the gap."
-    model = model or load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu', inner_lips=track.inner_lips)
+    model = model or track.face_model()
     ok = np.asarray(track.failed) == 0
     det, fit = inner_lip_gap(track.landmarks), inner_lip_gap(_fitted_points(track, model))
     det, fit = np.where(ok, det, np.nan), np.where(ok, fit, np.nan)
@@ -652,7 +657,7 @@ def render_overlay(track:Track, # a fit
                    mode:str='mesh', # 'mesh': grey, lit from the camera (shows the geometry); 'texture': the fitted albedo × lighting
                   ) -> np.ndarray: # (h, w, 3) uint8
     "The frame with the fitted mesh blended over it (resized so the longer side ≤ `max_side`)."
-    model = model or load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu', inner_lips=track.inner_lips)
+    model = model or track.face_model()
     dev = model.neutral.device
     H, W = track.image_size
     k = min(1.0, max_side/max(H, W))
@@ -689,7 +694,7 @@ def contact_sheet(track:Track, # a fit
                   tile:int=256, # height of each image
                  ) -> Path:
     "Write a PNG: for `n` frames, [frame + detected (green) and fitted (red) landmarks | fitted mesh over the frame]."
-    model = load_face_model(parts=track.parts or TrackSettings().parts, n_identity=len(track.identity), device='cpu', inner_lips=track.inner_lips)
+    model = track.face_model()
     lmodel = LandmarkModel.from_face_model(model)
     idx = np.unique(np.linspace(0, len(track) - 1, n).round().astype(int))
     H, W = track.image_size
