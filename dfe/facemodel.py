@@ -19,9 +19,9 @@ __all__ = ['PART_ALIASES', 'DEFAULT_PARTS', 'ICT_EXPRESSION_NAMES', 'MEDIAPIPE_R
            'INNER_LIP_MODES', 'ict_model_path', 'read_ict_model', 'quads_to_triangles', 'resolve_parts',
            'polygon_parts', 'select_submesh', 'FaceModel', 'barycentric_points', 'load_face_model',
            'ict_to_mediapipe_name', 'mediapipe_to_ict_matrix', 'mediapipe_to_ict_expression',
-           'ict_to_mediapipe_expression', 'closest_points_on_mesh', 'mediapipe_region_labels', 'similarity_procrustes',
-           'front_surface_hits', 'inner_lip_edge', 'compute_mediapipe_embedding', 'embedding_cache_path',
-           'mediapipe_embedding', 'pose_from_mediapipe_matrix', 'landmark_fit_residual']
+           'ict_to_mediapipe_expression', 'closest_points_on_mesh', 'mediapipe_region_labels', 'embedding_version',
+           'similarity_procrustes', 'front_surface_hits', 'inner_lip_edge', 'compute_mediapipe_embedding',
+           'embedding_cache_path', 'mediapipe_embedding', 'pose_from_mediapipe_matrix', 'landmark_fit_residual']
 
 # %% ../nbs/12_facemodel.ipynb #c005
 def ict_model_path() -> Path:
@@ -399,6 +399,11 @@ def mediapipe_region_labels() -> np.ndarray:
 EMBEDDING_VERSION = 'mp478-v1'   # the default embedding's version (inner lips on the nearest surface point); 'mp478-v2': on the lip edge
 INNER_LIP_MODES = {'edge': 'mp478-v2', 'surface': 'mp478-v1'}   # `inner_lips` → embedding version
 
+def embedding_version(inner_lips:str) -> str:
+    "The embedding version of an `inner_lips` mode; `DfeError` for an unknown mode."
+    if inner_lips not in INNER_LIP_MODES: raise DfeError(f"inner_lips must be one of {', '.join(INNER_LIP_MODES)}, got {inner_lips!r}")
+    return INNER_LIP_MODES[inner_lips]
+
 def similarity_procrustes(src, # (N, 3) points
                           dst, # (N, 3) corresponding points
                          ) -> tuple:
@@ -489,7 +494,7 @@ def compute_mediapipe_embedding(ict:dict, # arrays from `read_ict_model`
                                ) -> dict:
     "Embedding of the 478 MediaPipe landmarks on ICT: full-mesh `triangle`, `vertex_ids`, `bary`, residuals, alignment."
     from scipy.sparse.linalg import splu
-    if inner_lips not in INNER_LIP_MODES: raise DfeError(f"inner_lips must be one of {', '.join(INNER_LIP_MODES)}, got {inner_lips!r}")
+    version = embedding_version(inner_lips)   # an unknown mode fails before any work
     C = np.asarray(canonical_vertices, np.float64)
     N = ict['neutral'].astype(np.float64); lm68 = ict['landmarks68']
     jaw = ict['expression_basis'][ict['expression_names'].index('jawOpen')].astype(np.float64)
@@ -559,7 +564,7 @@ def compute_mediapipe_embedding(ict:dict, # arrays from `read_ict_model`
     return dict(triangle=gtri.astype(np.int64), vertex_ids=tri[gtri].astype(np.int64), bary=bary.astype(np.float32),
                 residual_rigid=res_rigid.astype(np.float32), residual_surface=res_surface.astype(np.float32),
                 aligned_canonical=A0.astype(np.float32), warped_canonical=X.astype(np.float32),
-                canonical_to_model=sim, jaw_open=np.float64(w), version=np.array(INNER_LIP_MODES[inner_lips]))
+                canonical_to_model=sim, jaw_open=np.float64(w), version=np.array(version))
 
 # %% ../nbs/12_facemodel.ipynb #c051
 _EMB_KEYS = ('triangle', 'vertex_ids', 'bary', 'residual_rigid', 'residual_surface', 'aligned_canonical', 'warped_canonical',
@@ -570,10 +575,9 @@ def embedding_cache_path(path=None, # `ict_facekit.npz`
                          inner_lips:str='surface', # the embedding's inner-lip mode (`compute_mediapipe_embedding`)
                         ) -> Path:
     "Cache file of the embedding for this model and canonical mesh: `cache_dir()/facemodel/mediapipe_embedding_<ict>_<canonical>_<version>.npz`."
-    if inner_lips not in INNER_LIP_MODES: raise DfeError(f"inner_lips must be one of {', '.join(INNER_LIP_MODES)}, got {inner_lips!r}")
     ict_sha = file_sha256(check_input_file(path if path is not None else ict_model_path()))
     can_sha = hashlib.sha256(canonical_model_blob(landmarker_path)).hexdigest()
-    return cache_dir()/'facemodel'/f'mediapipe_embedding_{ict_sha[:16]}_{can_sha[:12]}_{INNER_LIP_MODES[inner_lips]}.npz'
+    return cache_dir()/'facemodel'/f'mediapipe_embedding_{ict_sha[:16]}_{can_sha[:12]}_{embedding_version(inner_lips)}.npz'
 
 def mediapipe_embedding(path=None, # `ict_facekit.npz` (default: `ict_model_path()`)
                         landmarker_path=None, # `face_landmarker.task` (default: `landmarker_model_path()`)
@@ -585,7 +589,7 @@ def mediapipe_embedding(path=None, # `ict_facekit.npz` (default: `ict_model_path
     if not recompute and cp.exists():
         try:
             with np.load(cp, allow_pickle=False) as z:
-                if all(k in z.files for k in _EMB_KEYS) and str(z['version']) == INNER_LIP_MODES[inner_lips]: return {k: z[k] for k in _EMB_KEYS}
+                if all(k in z.files for k in _EMB_KEYS) and str(z['version']) == embedding_version(inner_lips): return {k: z[k] for k in _EMB_KEYS}
         except Exception: pass  # unreadable cache: recompute and overwrite
     emb = compute_mediapipe_embedding(read_ict_model(path), *load_mediapipe_canonical(landmarker_path), inner_lips=inner_lips)
     atomic_save_npz(cp, **emb)
