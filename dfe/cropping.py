@@ -11,12 +11,12 @@ import cv2
 from scipy import ndimage
 
 from .core import DfeError
-from .facemodel import FaceModel, load_face_model, read_ict_model, select_submesh, ict_model_path
+from .facemodel import FaceModel, load_face_model, read_ict_model, select_submesh, ict_model_path, MOUTH_INTERIOR_PARTS
 from .render import rasterize, interpolate, camera_to_screen, project_points
 
 # %% auto #0
-__all__ = ['BOX_PARTS', 'PART_TILES', 'MOUTH_INTERIOR_PARTS', 'UV_FACE', 'UV_LOWER_FACE', 'UV_MOUTH', 'MASK_BITS', 'RASTER_PARTS',
-           'square_boxes', 'box_centres', 'box_model', 'jaw_union_bounds', 'smooth_boxes', 'jaw_independent_boxes',
+__all__ = ['BOX_PARTS', 'PART_TILES', 'UV_FACE', 'UV_LOWER_FACE', 'UV_MOUTH', 'MASK_BITS', 'RASTER_PARTS', 'square_boxes',
+           'box_centres', 'box_model', 'jaw_union_bounds', 'smooth_boxes', 'jaw_independent_boxes',
            'landmark_boxes_baseline', 'box_metrics', 'crop_frame', 'crop_frames', 'paste_crop', 'crop_camera',
            'part_tile_table', 'local_uv_corners', 'atlas_coordinates', 'uv_region_masks', 'raster_model',
            'crop_rasters']
@@ -243,7 +243,6 @@ def crop_camera(focal, # () or (N,) focal length in frame pixels
 # %% ../nbs/20_cropping.ipynb #c034
 PART_TILES = {'face': 0, 'narrow_face': 0, 'head_and_neck': 1, 'mouth_socket': 1, 'eye_socket_left': 1, 'eye_socket_right': 1,
               'gums_and_tongue': 2, 'teeth': 3, 'eyeball_left': 4, 'eyeball_right': 4}
-MOUTH_INTERIOR_PARTS = ('mouth_socket', 'gums_and_tongue', 'teeth')
 
 def part_tile_table(part_names) -> np.ndarray:
     "(1 + len(part_names),) int64: atlas tile of each part id (index 0, background, gives -1)."

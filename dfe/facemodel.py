@@ -15,9 +15,9 @@ from .render import axis_angle_to_matrix, matrix_to_axis_angle
 from .landmarks import BLENDSHAPE_NAMES, MP_TO_68, landmarker_model_path, canonical_model_blob, load_mediapipe_canonical
 
 # %% auto #0
-__all__ = ['PART_ALIASES', 'DEFAULT_PARTS', 'ICT_EXPRESSION_NAMES', 'MEDIAPIPE_REGIONS', 'INNER_LIP_LOOP', 'EMBEDDING_VERSION',
-           'INNER_LIP_MODES', 'ict_model_path', 'read_ict_model', 'quads_to_triangles', 'resolve_parts',
-           'polygon_parts', 'select_submesh', 'FaceModel', 'barycentric_points', 'load_face_model',
+__all__ = ['MOUTH_INTERIOR_PARTS', 'PART_ALIASES', 'DEFAULT_PARTS', 'ICT_EXPRESSION_NAMES', 'MEDIAPIPE_REGIONS', 'INNER_LIP_LOOP',
+           'EMBEDDING_VERSION', 'INNER_LIP_MODES', 'ict_model_path', 'read_ict_model', 'quads_to_triangles',
+           'resolve_parts', 'polygon_parts', 'select_submesh', 'FaceModel', 'barycentric_points', 'load_face_model',
            'ict_to_mediapipe_name', 'mediapipe_to_ict_matrix', 'mediapipe_to_ict_expression',
            'ict_to_mediapipe_expression', 'closest_points_on_mesh', 'mediapipe_region_labels', 'embedding_version',
            'similarity_procrustes', 'front_surface_hits', 'inner_lip_edge', 'compute_mediapipe_embedding',
@@ -78,11 +78,12 @@ def quads_to_triangles(faces, # (F, 4) vertex (or UV) indices per corner; -1 as 
     return tri, poly
 
 # %% ../nbs/12_facemodel.ipynb #c014
+MOUTH_INTERIOR_PARTS = ('mouth_socket', 'gums_and_tongue', 'teeth')   # the mouth interior's parts: socket, gums and tongue, teeth
 PART_ALIASES = {
     'eyeballs': ('eyeball_left', 'eyeball_right'), 'eye_sockets': ('eye_socket_left', 'eye_socket_right'),
     'lacrimal_fluid': ('lacrimal_fluid_left', 'lacrimal_fluid_right'), 'eye_blend': ('eye_blend_left', 'eye_blend_right'),
     'eye_occlusion': ('eye_occlusion_left', 'eye_occlusion_right'), 'eyelashes': ('eyelashes_left', 'eyelashes_right'),
-    'mouth_interior': ('mouth_socket', 'gums_and_tongue', 'teeth'),
+    'mouth_interior': MOUTH_INTERIOR_PARTS,
 }
 DEFAULT_PARTS = ('face', 'mouth_socket', 'eye_socket_left', 'eye_socket_right', 'gums_and_tongue', 'teeth',
                  'eyeball_left', 'eyeball_right')
@@ -533,7 +534,7 @@ def compute_mediapipe_embedding(ict:dict, # arrays from `read_ict_model`
     if inner_lips == 'edge':   # 4b: the inner-lip points onto the edge where, seen from the front, the lip gives way to the mouth interior
         loop = list(INNER_LIP_LOOP)
         names = ict['part_names']
-        et, eb, _ = inner_lip_edge(NW, tri, pparts, names.index('face'), [names.index(p) for p in ('mouth_socket', 'gums_and_tongue', 'teeth')],
+        et, eb, _ = inner_lip_edge(NW, tri, pparts, names.index('face'), [names.index(p) for p in MOUTH_INTERIOR_PARTS],
                                    (bary[loop, :, None]*NW[tri[gtri[loop]]]).sum(1))
         for k, t_, b_ in zip(loop, et, eb):
             if t_ >= 0: gtri[k], bary[k] = t_, b_
