@@ -34,6 +34,7 @@ class RendererConfig:
     tex_channels:int = 16        # C: neural texture channels (the first 3 are regularised towards RGB)
     tex_res:int = 256            # texels per side of each texture tile
     n_tiles:int = 4              # texture tiles (UDIM tiles of the rasterised parts: face, sockets, gums/tongue, teeth)
+    tex_levels:int = 1           # texture pyramid levels (`NeuralTexture(levels=...)`; 1: one plane per tile)
     mask_region:str = 'mouth'    # mask bit whose pixels are replaced by neural features: 'mouth' or 'lower_face'
     mask_dilate:int = 0          # dilate that mask by this many pixels
     ch_base:int = 32768          # channels at resolution r: min(ch_max, ch_base // r)
@@ -57,6 +58,7 @@ class RendererConfig:
             raise DfeError(f"min_res must be a power of two in [4, size], got {self.min_res}")
         if self.tex_channels < 3: raise DfeError(f"tex_channels must be >= 3 (the first three are RGB-like), got {self.tex_channels}")
         if self.mask_region not in ('mouth', 'lower_face'): raise DfeError(f"mask_region must be 'mouth' or 'lower_face', got {self.mask_region!r}")
+        if self.tex_levels < 1 or self.tex_res % 2**(self.tex_levels - 1): raise DfeError(f"tex_levels must be >= 1 with tex_res ({self.tex_res}) divisible by 2^(tex_levels - 1), got {self.tex_levels}")
         if self.window < 1 or self.refs < 0: raise DfeError(f"need window >= 1 and refs >= 0, got {self.window}, {self.refs}")
 
     def ch(self, r:int) -> int: return max(1, min(self.ch_max, self.ch_base // r))
@@ -90,14 +92,17 @@ def renderer_config(name:str|RendererConfig|dict='cpu', # a name in `CONFIGS`, a
 
 # %% ../nbs/30_models.ipynb #c008
 class NeuralTexture(nn.Module):
-    "A learned `C`-channel texture of `n_tiles` UDIM tiles of `res²` texels, sampled through tile-local UVs."
+    "A learned `C`-channel texture of `n_tiles` UDIM tiles of `res²` texels, sampled through tile-local UVs; optionally a pyramid of `levels`."
     def __init__(self,
                  channels:int=16, # C
                  res:int=256, # texels per tile side
                  n_tiles:int=4, # tiles
-                 init_std:float=0.1): # standard deviation of the random initial texels
+                 init_std:float=0.1, # standard deviation of the random initial texels
+                 levels:int=1): # 1: one plane per tile; L > 1: plus L - 1 coarser planes (res/2, res/4, ...), zero at the start
         super().__init__()
+        if levels < 1 or res % 2**(levels - 1): raise DfeError(f"texture levels must be >= 1 and res ({res}) divisible by 2^(levels - 1), got levels={levels}")
         self.planes = nn.Parameter(torch.randn(n_tiles, channels, res, res)*init_std)
+        self.coarse = nn.ParameterList([nn.Parameter(torch.zeros(n_tiles, channels, res >> k, res >> k)) for k in range(1, levels)])
 
     @property
     def channels(self) -> int: return self.planes.shape[1]
@@ -105,10 +110,26 @@ class NeuralTexture(nn.Module):
     def n_tiles(self) -> int: return self.planes.shape[0]
     @property
     def res(self) -> int: return self.planes.shape[-1]
+    @property
+    def levels(self) -> int: return 1 + len(self.coarse)
+
+    def texels(self) -> torch.Tensor:
+        "(n_tiles, C, R, R): the texture's values, the fine planes plus each coarser level upsampled bilinearly."
+        t = self.planes
+        for c in self.coarse: t = t + F.interpolate(c, size=t.shape[-2:], mode='bilinear', align_corners=False)
+        return t
+
+    @torch.no_grad()
+    def load_texels(self, t:torch.Tensor): # (n_tiles, C, R, R) values
+        "Make the texture hold exactly `t` (the fine planes take it, the coarse levels are zeroed)."
+        if tuple(t.shape) != tuple(self.planes.shape): raise DfeError(f"texels of shape {tuple(t.shape)} do not fit a texture of shape {tuple(self.planes.shape)}")
+        self.planes.copy_(t)
+        for c in self.coarse: c.zero_()
+        return self
 
     def atlas(self) -> torch.Tensor:
         "(1, C, R + 2, n·(R + 2)): the tiles side by side, each with a one-texel border copied from its edge."
-        p = F.pad(self.planes, (1, 1, 1, 1), mode='replicate')
+        p = F.pad(self.texels(), (1, 1, 1, 1), mode='replicate')
         return p.permute(1, 2, 0, 3).reshape(1, self.channels, self.res + 2, -1)
 
     def forward(self,
@@ -366,7 +387,7 @@ class DeferredRenderer(nn.Module):
             if exist_ok: return self.textures[k]
             raise DfeError(f"actor {name!r} already has a texture")
         p = next(self.generator.parameters())
-        self.textures[k] = NeuralTexture(self.cfg.tex_channels, self.cfg.tex_res, self.cfg.n_tiles).to(p.device, p.dtype)
+        self.textures[k] = NeuralTexture(self.cfg.tex_channels, self.cfg.tex_res, self.cfg.n_tiles, levels=self.cfg.tex_levels).to(p.device, p.dtype)
         return self.textures[k]
 
     def texture(self, name:str) -> NeuralTexture:

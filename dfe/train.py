@@ -283,7 +283,7 @@ def renderer_state(renderer:DeferredRenderer, # the renderer
     cast = lambda t: t.detach().to('cpu', dtype if t.is_floating_point() else t.dtype).clone()
     return dict(format=RENDERER_FORMAT, config=renderer.cfg.to_dict(), dtype=str(dtype).replace('torch.', ''),
                 generator={k: cast(v) for k, v in renderer.generator.state_dict().items()},
-                textures={a: cast(renderer.texture(a).planes) for a in act}, meta=meta)
+                textures={a: cast(renderer.texture(a).texels()) for a in act}, meta=meta)
 
 def save_renderer(path, renderer:DeferredRenderer, actors=None, dtype=torch.float16, **meta) -> Path:
     "Write a renderer file (generator + textures of `actors`, default all) atomically."
@@ -337,7 +337,7 @@ def renderer_from_state(d:dict, # a renderer or training-checkpoint dictionary
         r.add_actor(a)
         if tuple(t.shape) != tuple(r.texture(a).planes.shape):
             raise DfeError(f"texture of {a!r} has shape {tuple(t.shape)}, the configuration gives {tuple(r.texture(a).planes.shape)}")
-        with torch.no_grad(): r.texture(a).planes.copy_(t.float())
+        r.texture(a).load_texels(t.float())
     return r.to(device)
 
 def load_renderer(path, # `renderer.pt`, a training checkpoint, or a run folder
@@ -559,16 +559,16 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     R = DeferredRenderer(rc).to(dev)
     if init is not None and resume is None:
         src = renderer_from_state(init, dev)
-        if src.cfg != rc: raise DfeError("the initial renderer's configuration differs from the run's")
+        if replace(src.cfg, tex_levels=rc.tex_levels) != rc: raise DfeError("the initial renderer's configuration differs from the run's")   # texture levels may differ: values carry over
         R.generator.load_state_dict(src.generator.state_dict())
         for a in src.actors:
-            if a in actors: R.add_actor(a).load_state_dict(src.texture(a).state_dict())
+            if a in actors: R.add_actor(a).load_texels(src.texture(a).texels().detach())
         if cfg.tex_init in ('mean', 'unwrap'):
             mean = mean_texture(init)
             if mean is None: raise DfeError(f"tex_init={cfg.tex_init!r} needs an initial renderer with textures (a prior run or checkpoint) or a mean texture (a renderer file from `dfe export-prior`)")
             for a in actors:
                 if a not in R.actors:
-                    with torch.no_grad(): R.add_actor(a).planes.copy_(mean.to(dev))
+                    R.add_actor(a).load_texels(mean.to(dev))
     init_recs = []
     if cfg.tex_init == 'unwrap' and resume is None:   # new actors (from the mean texture, or random without a prior): colour unwrap
         for a in actors:
@@ -580,7 +580,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     for a in actors: R.add_actor(a, exist_ok=True)
     D = WindowDiscriminator(rc).to(dev)
     if texture_only: R.generator.requires_grad_(False)
-    tex_params = [R.texture(a).planes for a in actors]
+    tex_params = [p for a in actors for p in R.texture(a).parameters()]
     groups = [dict(params=tex_params, lr=cfg.tex_lr*cfg.lr_scale)]
     if not texture_only: groups.insert(0, dict(params=list(R.generator.parameters()), lr=cfg.lr*cfg.lr_scale))
     opt = torch.optim.Adam(groups, betas=cfg.betas)
@@ -589,7 +589,8 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     if resume is not None:
         R.generator.load_state_dict(resume['generator'])
         for a, t in resume['textures'].items():
-            with torch.no_grad(): R.texture(a).planes.copy_(t)
+            if a in resume.get('texture_levels', {}): R.texture(a).load_state_dict(resume['texture_levels'][a])
+            else: R.texture(a).load_texels(t)
         rates = [[g['lr'] for g in o.param_groups] for o in (opt, opt_d)]   # this run's (possibly changed) rates, not the saved ones
         D.load_state_dict(resume['discriminator']); opt.load_state_dict(resume['opt']); opt_d.load_state_dict(resume['opt_d'])
         for o, rs in zip((opt, opt_d), rates):
@@ -748,7 +749,8 @@ def train_step(R, # the renderer (possibly DDP-wrapped)
 
 def _save_checkpoint(path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_clips, val_clips):
     st = dict(format=CKPT_FORMAT, kind=kind, iter=it, train=json.loads(json.dumps(cfg.to_dict())), actors=actors,
-              generator=R.generator.state_dict(), textures={a: R.texture(a).planes.detach() for a in actors},
+              generator=R.generator.state_dict(), textures={a: R.texture(a).texels().detach() for a in actors},
+              texture_levels={a: R.texture(a).state_dict() for a in actors if R.texture(a).levels > 1},   # for an exact resume
               discriminator=D.state_dict(), opt=opt.state_dict(), opt_d=opt_d.state_dict(),
               clips=[_clip_record(c) for c in clips], mix_clips=[_clip_record(c) for c in mix_clips],
               val_clips=[_clip_record(c) for c in val_clips], saved=time.strftime('%Y-%m-%dT%H:%M:%S'))
@@ -861,7 +863,8 @@ def adapt(clips, # clip folders of the new actor (one identity)
     st = _prior_state(prior, 'cpu')
     model = st['config'] if st['format'] == RENDERER_FORMAT else st['train']['model']
     cfg = cfg or TrainConfig(model=model, iters=1000)
-    if cfg.renderer() != RendererConfig.from_dict(model): raise DfeError("the training settings' model differs from the prior's configuration")
+    if cfg.renderer() != replace(RendererConfig.from_dict(model), tex_levels=cfg.renderer().tex_levels):   # texture levels may differ
+        raise DfeError("the training settings' model differs from the prior's configuration")
     train, val = _actor_clips(clips, frames, val_frames)
     actor = train[0].identity
     if actor in st['textures']: raise DfeError(f"{actor!r} is one of the prior's actors: adaptation is for new actors")
