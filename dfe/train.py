@@ -20,16 +20,26 @@ from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer,
                         count_parameters, NeuralTexture)
 
 # %% auto #0
-__all__ = ['TEX_INITS', 'RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS', 'TrainConfig',
-           'default_loss_weights', 'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler',
-           'mirror_windows', 'dist_info', 'setup_distributed', 'load_state', 'renderer_state', 'save_renderer',
-           'mean_texture', 'unwrap_texture', 'renderer_from_state', 'load_renderer', 'export_prior_cmd', 'psnr',
-           'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock', 'fit', 'ranks_in_sync', 'train_step',
-           'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline', 'train_prior_cmd', 'adapt_cmd',
-           'train_baseline_cmd', 'main']
+__all__ = ['TEX_INITS', 'LR_DECAYS', 'RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS',
+           'lr_factor', 'TrainConfig', 'default_loss_weights', 'ClipSlice', 'actor_split', 'write_synthetic_clip',
+           'InfiniteSampler', 'mirror_windows', 'dist_info', 'setup_distributed', 'load_state', 'renderer_state',
+           'save_renderer', 'mean_texture', 'unwrap_texture', 'renderer_from_state', 'load_renderer',
+           'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock', 'fit',
+           'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline',
+           'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
+LR_DECAYS = ('none', 'cosine')              # learning-rate schedules (`TrainConfig.lr_decay`, `lr_factor`)
+
+def lr_factor(decay:str, # 'none' or 'cosine'
+              it:int, # the iteration about to be trained (0-based)
+              iters:int, # the run's iterations
+             ) -> float:
+    "The factor on every learning rate at iteration `it`: 1, or a half cosine from 1 at the start to 0 after the last iteration."
+    if decay == 'none' or iters <= 0: return 1.
+    if decay == 'cosine': return 0.5*(1 + math.cos(math.pi*min(it, iters)/iters))
+    raise DfeError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {decay!r}")
 
 @dataclass
 class TrainConfig:
@@ -54,6 +64,7 @@ class TrainConfig:
     ckpt_every:int = 250          # iterations between checkpoints
     num_workers:int = 0           # DataLoader worker processes per training process
     hflip:float = 0.              # chance that a training window is mirrored left to right (`mirror_windows`); 0: never (the paper)
+    lr_decay:str = 'none'         # learning-rate schedule over the run's `iters`: 'none' (constant) or 'cosine' (from the rates down to 0 at the last iteration)
     seed:int = 0
 
     def __post_init__(self):
@@ -65,6 +76,7 @@ class TrainConfig:
         if not self.lr_scale > 0: raise DfeError(f"lr_scale must be positive, got {self.lr_scale}")
         if not 0 <= self.hflip <= 1: raise DfeError(f"hflip is a probability in [0, 1], got {self.hflip}")
         if self.tex_init not in TEX_INITS: raise DfeError(f"tex_init must be one of {', '.join(TEX_INITS)}, got {self.tex_init!r}")
+        if self.lr_decay not in LR_DECAYS: raise DfeError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
 
     def renderer(self) -> RendererConfig: return renderer_config(self.model)
     def to_dict(self) -> dict:
@@ -80,7 +92,7 @@ def default_loss_weights(rc:RendererConfig) -> LossWeights:
 # settings that may differ when a run is resumed
 RESUMABLE_CHANGES = ('iters', 'val_every', 'val_dense', 'log_every', 'ckpt_every', 'num_workers', 'val_windows', 'lr_scale')
 # settings added after runs were made, with the value those runs had (a run that does not record one resumes at it)
-ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0., 'val_dense': 0}
+ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0., 'val_dense': 0, 'lr_decay': 'none'}
 
 def _compared_settings(d:dict) -> dict:
     "The settings a resumed run must share with its checkpoint's (`unwrap_res` only matters with `tex_init='unwrap'`)."
@@ -651,7 +663,12 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
         if callback: callback(rec)
     acc, n_acc, t_last = {}, 0, time.perf_counter()
     it = start
+    base_rates = [[g['lr'] for g in o.param_groups] for o in (opt, opt_d)]
     while it < cfg.iters:
+        if cfg.lr_decay != 'none':
+            f = lr_factor(cfg.lr_decay, it, cfg.iters)
+            for o, rs in zip((opt, opt_d), base_rates):
+                for g, r0 in zip(o.param_groups, rs): g['lr'] = r0*f
         bt = next_batch(it)
         bt = _to_device(mirror_windows(bt, _hflip_mask(cfg, it, rank, world, len(bt['clip']))), dev)
         L = train_step(Rw, D, Dw, opt, opt_d, lp, bt, [actor_of[c] for c in bt['clip']], w,
@@ -665,6 +682,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
             now = time.perf_counter()
             rec = _all_mean({k: v/n_acc for k, v in acc.items()}, world, dev)
             rec = dict(split='train', iter=it, s_per_iter=round((now - t_last)/n_acc, 4), **{k: round(v, 6) for k, v in rec.items()})
+            if cfg.lr_decay != 'none': rec['lr_factor'] = round(lr_factor(cfg.lr_decay, it - 1, cfg.iters), 6)   # the last step's
             acc, n_acc, t_last = {}, 0, now
             if rank == 0:
                 _append_log(log_path, rec)
