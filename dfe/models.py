@@ -35,6 +35,7 @@ class RendererConfig:
     tex_res:int = 256            # texels per side of each texture tile
     n_tiles:int = 4              # texture tiles (UDIM tiles of the rasterised parts: face, sockets, gums/tongue, teeth)
     tex_levels:int = 1           # texture pyramid levels (`NeuralTexture(levels=...)`; 1: one plane per tile)
+    interior_pool:int = 1        # texels of the tiles other than the face (sockets, gums and tongue, teeth) are shared in blocks of this many per side (1: not)
     mask_region:str = 'mouth'    # mask bit whose pixels are replaced by neural features: 'mouth' or 'lower_face'
     mask_dilate:int = 0          # dilate that mask by this many pixels
     ch_base:int = 32768          # channels at resolution r: min(ch_max, ch_base // r)
@@ -59,6 +60,7 @@ class RendererConfig:
         if self.tex_channels < 3: raise DfeError(f"tex_channels must be >= 3 (the first three are RGB-like), got {self.tex_channels}")
         if self.mask_region not in ('mouth', 'lower_face'): raise DfeError(f"mask_region must be 'mouth' or 'lower_face', got {self.mask_region!r}")
         if self.tex_levels < 1 or self.tex_res % 2**(self.tex_levels - 1): raise DfeError(f"tex_levels must be >= 1 with tex_res ({self.tex_res}) divisible by 2^(tex_levels - 1), got {self.tex_levels}")
+        if self.interior_pool < 1 or self.tex_res % self.interior_pool: raise DfeError(f"interior_pool must be >= 1 and divide tex_res ({self.tex_res}), got {self.interior_pool}")
         if self.window < 1 or self.refs < 0: raise DfeError(f"need window >= 1 and refs >= 0, got {self.window}, {self.refs}")
 
     def ch(self, r:int) -> int: return max(1, min(self.ch_max, self.ch_base // r))
@@ -98,9 +100,13 @@ class NeuralTexture(nn.Module):
                  res:int=256, # texels per tile side
                  n_tiles:int=4, # tiles
                  init_std:float=0.1, # standard deviation of the random initial texels
-                 levels:int=1): # 1: one plane per tile; L > 1: plus L - 1 coarser planes (res/2, res/4, ...), zero at the start
+                 levels:int=1, # 1: one plane per tile; L > 1: plus L - 1 coarser planes (res/2, res/4, ...), zero at the start
+                 pooled_tiles=(), # tiles whose texels are shared in `pool`² blocks (their block means)
+                 pool:int=1): # block side in texels (1: no sharing)
         super().__init__()
         if levels < 1 or res % 2**(levels - 1): raise DfeError(f"texture levels must be >= 1 and res ({res}) divisible by 2^(levels - 1), got levels={levels}")
+        if pool < 1 or res % pool: raise DfeError(f"texture pool must be >= 1 and divide res ({res}), got {pool}")
+        self.pooled_tiles, self.pool = tuple(int(t) for t in pooled_tiles if 0 <= t < n_tiles) if pool > 1 else (), int(pool)
         self.planes = nn.Parameter(torch.randn(n_tiles, channels, res, res)*init_std)
         self.coarse = nn.ParameterList([nn.Parameter(torch.zeros(n_tiles, channels, res >> k, res >> k)) for k in range(1, levels)])
 
@@ -117,6 +123,9 @@ class NeuralTexture(nn.Module):
         "(n_tiles, C, R, R): the texture's values, the fine planes plus each coarser level upsampled bilinearly."
         t = self.planes
         for c in self.coarse: t = t + F.interpolate(c, size=t.shape[-2:], mode='bilinear', align_corners=False)
+        if self.pooled_tiles:   # block means, repeated over each block (so pooling pooled texels changes nothing)
+            blocks = lambda x: F.avg_pool2d(x, self.pool).repeat_interleave(self.pool, -2).repeat_interleave(self.pool, -1)
+            t = torch.stack([blocks(t[i]) if i in self.pooled_tiles else t[i] for i in range(self.n_tiles)])
         return t
 
     @torch.no_grad()
@@ -387,7 +396,8 @@ class DeferredRenderer(nn.Module):
             if exist_ok: return self.textures[k]
             raise DfeError(f"actor {name!r} already has a texture")
         p = next(self.generator.parameters())
-        self.textures[k] = NeuralTexture(self.cfg.tex_channels, self.cfg.tex_res, self.cfg.n_tiles, levels=self.cfg.tex_levels).to(p.device, p.dtype)
+        self.textures[k] = NeuralTexture(self.cfg.tex_channels, self.cfg.tex_res, self.cfg.n_tiles, levels=self.cfg.tex_levels,
+                                         pooled_tiles=range(1, self.cfg.n_tiles), pool=self.cfg.interior_pool).to(p.device, p.dtype)
         return self.textures[k]
 
     def texture(self, name:str) -> NeuralTexture:

@@ -20,13 +20,13 @@ from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer,
                         count_parameters, NeuralTexture)
 
 # %% auto #0
-__all__ = ['TEX_INITS', 'LR_DECAYS', 'RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT', 'TRAIN_COMMANDS',
-           'lr_factor', 'TrainConfig', 'default_loss_weights', 'ClipSlice', 'actor_split', 'write_synthetic_clip',
-           'InfiniteSampler', 'mirror_windows', 'dist_info', 'setup_distributed', 'load_state', 'renderer_state',
-           'save_renderer', 'mean_texture', 'unwrap_texture', 'renderer_from_state', 'load_renderer',
-           'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock', 'fit',
-           'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline',
-           'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
+__all__ = ['TEX_INITS', 'LR_DECAYS', 'TEXTURE_FORM', 'RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT',
+           'TRAIN_COMMANDS', 'lr_factor', 'TrainConfig', 'default_loss_weights', 'same_generator', 'ClipSlice',
+           'actor_split', 'write_synthetic_clip', 'InfiniteSampler', 'mirror_windows', 'dist_info', 'setup_distributed',
+           'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'unwrap_texture', 'renderer_from_state',
+           'load_renderer', 'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock',
+           'fit', 'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt',
+           'train_baseline', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
@@ -88,6 +88,13 @@ class TrainConfig:
 def default_loss_weights(rc:RendererConfig) -> LossWeights:
     "The paper's losses for the `paper` configuration; for any other, ST-LPIPS on one random frame per window, around the mouth."
     return LossWeights() if rc == CONFIGS['paper'] else LossWeights(perceptual_frames=1, perceptual_crop=0.5)
+
+# how the textures are parametrised, not the generator: a run may start from a renderer that differs in these (the texture values carry over)
+TEXTURE_FORM = ('tex_levels', 'interior_pool')
+
+def same_generator(a:RendererConfig, b:RendererConfig) -> bool:
+    "True if the two configurations differ at most in `TEXTURE_FORM`, so that one's generator and texture values fit the other."
+    return replace(a, **{k: getattr(b, k) for k in TEXTURE_FORM}) == b
 
 # settings that may differ when a run is resumed
 RESUMABLE_CHANGES = ('iters', 'val_every', 'val_dense', 'log_every', 'ckpt_every', 'num_workers', 'val_windows', 'lr_scale')
@@ -571,7 +578,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     R = DeferredRenderer(rc).to(dev)
     if init is not None and resume is None:
         src = renderer_from_state(init, dev)
-        if replace(src.cfg, tex_levels=rc.tex_levels) != rc: raise DfeError("the initial renderer's configuration differs from the run's")   # texture levels may differ: values carry over
+        if not same_generator(src.cfg, rc): raise DfeError("the initial renderer's configuration differs from the run's")
         R.generator.load_state_dict(src.generator.state_dict())
         for a in src.actors:
             if a in actors: R.add_actor(a).load_texels(src.texture(a).texels().detach())
@@ -881,8 +888,7 @@ def adapt(clips, # clip folders of the new actor (one identity)
     st = _prior_state(prior, 'cpu')
     model = st['config'] if st['format'] == RENDERER_FORMAT else st['train']['model']
     cfg = cfg or TrainConfig(model=model, iters=1000)
-    if cfg.renderer() != replace(RendererConfig.from_dict(model), tex_levels=cfg.renderer().tex_levels):   # texture levels may differ
-        raise DfeError("the training settings' model differs from the prior's configuration")
+    if not same_generator(cfg.renderer(), RendererConfig.from_dict(model)): raise DfeError("the training settings' model differs from the prior's configuration")
     train, val = _actor_clips(clips, frames, val_frames)
     actor = train[0].identity
     if actor in st['textures']: raise DfeError(f"{actor!r} is one of the prior's actors: adaptation is for new actors")
@@ -930,6 +936,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     lr:float=TrainConfig.lr, # generator learning rate
                     lr_scale:float=1., # a factor on all learning rates; may change when the run is resumed (a step schedule)
                     hflip:float=0., # chance that a training window is mirrored left to right (0: never)
+                    interior_pool:int=1, # mouth-interior texels shared in blocks of this many per side (`RendererConfig.interior_pool`; 1: not)
                     perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default, `default_loss_weights`)
                     perceptual_crop:float=-1, # ST-LPIPS on a square of this fraction of the side around the mouth (0: whole frames; -1: default)
                     heldout:str='default', # comma-separated identities never trained on ('default': dfe.data.DEFAULT_HELDOUT_IDENTITIES; 'none')
@@ -947,7 +954,8 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     skipped = sorted({c.identity for c in cs if c.identity in held})
     if dist_info()[0] == 0 and int(os.environ.get('RANK', 0)) == 0:
         print(f"prior: {len(use)} clips of {len({c.identity for c in use})} actors" + (f" (held out: {', '.join(skipped)})" if skipped else ''))
-    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
+    model = config if interior_pool == 1 else dict(renderer_config(config).to_dict(), interior_pool=interior_pool)
+    cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
                         tex_init='mean' if init else 'random')
     res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, init=init or None, device=device or None, progress=progress)
     _print_summary(res)
