@@ -19,15 +19,15 @@ from .train import (TrainConfig, ClipSlice, actor_split, find_clip_folders, rend
                        renderer_from_state, adapt, train_baseline, RENDERER_FORMAT)
 
 # %% auto #0
-__all__ = ['INCEPTION_SHA1', 'FID_NOTE', 'FID_CACHE_VERSION', 'EVAL_VERSION', 'METHODS', 'METRIC_COLUMNS', 'EXPERIMENTS',
-           'image_tensor', 'psnr', 'gaussian_window', 'ssim', 'stlpips_model', 'stlpips_distance', 'mouth_side',
-           'mouth_crops', 'inception_weights_path', 'inception_model', 'nv_bilinear', 'inception_features',
-           'feature_statistics', 'frechet_distance', 'fid_from_features', 'kid_from_features', 'evaluate_predictions',
-           'evaluation_clips', 'training_seconds', 'run_iterations', 'comparison_grid', 'write_png', 'evaluate_run',
-           'heldout_difficulty', 'difficulty_figure', 'iterations_to_psnr', 'init_iterations', 'default_thresholds',
-           'speedup_table', 'gain_by_iteration', 'gain_figure', 'actor_clips', 'available_frames', 'experiment_config',
-           'train_run', 'results_markdown', 'table1', 'table4', 'figure7', 'table3', 'evaluate_cmd',
-           'evaluate_paper_cmd']
+__all__ = ['INCEPTION_SHA1', 'FID_NOTE', 'FID_CACHE_VERSION', 'EVAL_VERSION', 'TILE_LABELS', 'METHODS', 'METRIC_COLUMNS',
+           'EXPERIMENTS', 'image_tensor', 'psnr', 'gaussian_window', 'ssim', 'stlpips_model', 'stlpips_distance',
+           'mouth_side', 'mouth_crops', 'inception_weights_path', 'inception_model', 'nv_bilinear',
+           'inception_features', 'feature_statistics', 'frechet_distance', 'fid_from_features', 'kid_from_features',
+           'evaluate_predictions', 'evaluation_clips', 'training_seconds', 'run_iterations', 'comparison_grid',
+           'write_png', 'evaluate_run', 'heldout_difficulty', 'difficulty_figure', 'heldout_error_by_tile',
+           'iterations_to_psnr', 'init_iterations', 'default_thresholds', 'speedup_table', 'gain_by_iteration',
+           'gain_figure', 'actor_clips', 'available_frames', 'experiment_config', 'train_run', 'results_markdown',
+           'table1', 'table4', 'figure7', 'table3', 'evaluate_cmd', 'evaluate_paper_cmd']
 
 # %% ../nbs/50_evaluate.ipynb #c005
 def image_tensor(x, # (N, H, W, 3) uint8 array/tensor, or (N, 3, H, W) floats in [0, 1]
@@ -512,6 +512,35 @@ def difficulty_figure(d:dict, # `heldout_difficulty` of a run
     sub = ', '.join(f"r({k.replace('_', ' ')}) {v:+.2f}" for k, v in c.items() if v is not None)
     return fig.update_layout(title=(title or Path(d['run']).name) + (f"<br><sub>{sub}</sub>" if sub else ''), height=380,
                              margin=dict(l=10, r=10, t=80, b=10))
+
+# %% ../nbs/50_evaluate.ipynb #c037b
+TILE_LABELS = {0: 'face', 1: 'mouth socket', 2: 'gums and tongue', 3: 'teeth'}   # texture tiles as seen inside the mouth mask (`dfe.cropping.PART_TILES`)
+
+def heldout_error_by_tile(run, # a training run folder
+                          clips=None, # clip folder(s) to evaluate on (default: the run's validation clips)
+                          frames='val', # as `evaluate_run`
+                          device=None,
+                          batch:int=4, # windows per forward pass
+                         ) -> dict: # psnr (of the pooled squared error), iters, and regions: {name: {pixels, error, rmse}}
+    "Split a run's held-out squared error between the tiles of its masked region ('mask: face', 'mask: teeth', ...) and the rest ('outside')."
+    from dfe.models import region_mask
+    run = Path(run)
+    cs = evaluation_clips(run, clips, frames)
+    dev = get_device(device)
+    R, iters = _load_run_renderer(run, {c.identity for c in cs}, dev)
+    se, n = {}, {}
+    def add(k, e, w): se[k] = se.get(k, 0.) + float(e[w].sum()); n[k] = n.get(k, 0) + int(w.sum())
+    for c in cs:
+        e = ((render_clip(R, c, batch=batch, device=dev).astype(np.float64) - np.asarray(c.frames, np.float64))/255)**2
+        e = e.mean(-1)
+        inside = region_mask(torch.from_numpy(np.array(c.masks)), R.cfg.mask_region, R.cfg.mask_dilate).numpy() > 0
+        tile = c.part_tiles[np.asarray(c.part)]
+        for k in np.unique(tile[inside]):
+            add('mask: ' + (TILE_LABELS.get(int(k), f'tile {int(k)}') if k >= 0 else 'no mesh'), e, inside & (tile == k))
+        add('outside', e, ~inside)
+    tot, N = sum(se.values()), sum(n.values())
+    return dict(run=str(run), iters=iters, psnr=float(10*np.log10(N/max(tot, 1e-20))),
+                regions={k: dict(pixels=n[k]/N, error=se[k]/max(tot, 1e-20), rmse=math.sqrt(se[k]/n[k])) for k in se if n[k]})
 
 # %% ../nbs/50_evaluate.ipynb #c039
 def iterations_to_psnr(log, # a run folder, its log.jsonl, or log records
