@@ -972,6 +972,7 @@ def evaluate_cmd(run:str, # RUN: a training run folder (from `dfe adapt` or `dfe
                  mouth_fraction:float=0.5, # mouth box side as a fraction of the crop side
                  batch:int=16, # frames per metric chunk
                  difficulty:bool=False, # also write difficulty.json and difficulty.html: why the frames are hard (`heldout_difficulty`)
+                 by_tile:bool=False, # also write error_by_tile.json: the error's share in each texture tile of the masked region (`heldout_error_by_tile`)
                  device:str='', # cpu or cuda (default: CUDA if available)
                  progress:bool=True):
     "Render a run's held-out frames and score them: metrics.json (PSNR, SSIM, ST-LPIPS, FID, mouth versions, iterations, seconds) in the run folder."
@@ -986,6 +987,11 @@ def evaluate_cmd(run:str, # RUN: a training run folder (from `dfe adapt` or `dfe
         atomic_write_json(Path(run)/'difficulty.json', d)
         atomic_write_text(Path(run)/'difficulty.html', difficulty_figure(d).to_html(include_plotlyjs=True, full_html=True))
         print(f"  difficulty: {Path(run)/'difficulty.json'}, {Path(run)/'difficulty.html'}")
+    if by_tile:
+        e = heldout_error_by_tile(run, clips or None, frames, device or None)
+        for k, v in e['regions'].items(): print(f"  {k}: {100*v['pixels']:.1f}% of pixels, {100*v['error']:.1f}% of the squared error, RMSE {v['rmse']:.3f}")
+        atomic_write_json(Path(run)/'error_by_tile.json', e)
+        print(f"  error by tile: {Path(run)/'error_by_tile.json'}")
     return 0
 
 def _int_list(s:str) -> list: return [0 if x.strip() == 'all' else int(x) for x in s.split(',') if x.strip()]

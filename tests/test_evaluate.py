@@ -280,9 +280,11 @@ def test_cli_commands(setup, tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'Table 4 analog' in out and (tmp_path/'cli'/'table4.md').exists()
     run = tmp_path/'cli'/'runs'/'vox_h'/'full-allf-1it'                              # 100 frames > the 70 available: 'all'
-    assert E.evaluate_cmd(str(run), fid='none', progress=False, difficulty=True) == 0
+    assert E.evaluate_cmd(str(run), fid='none', progress=False, difficulty=True, by_tile=True) == 0
     out = capsys.readouterr().out
     assert 'psnr' in out and json.loads((run/'metrics.json').read_text())['iters'] == 1
+    eb = json.loads((run/'error_by_tile.json').read_text())
+    assert 'outside' in eb['regions'] and abs(sum(r['error'] for r in eb['regions'].values()) - 1) < 1e-6 and 'of the squared error' in out
     d = json.loads((run/'difficulty.json').read_text())          # the synthetic clips: no track, frontal, expressionless
     assert 'r(mouth PSNR, gap_error): –' in out and d['mean']['yaw_outside'] == 0 and len(d['per_frame']['mouth_psnr']) == len(d['per_frame']['frame'])
     assert 'mouth PSNR (dB)' in (run/'difficulty.html').read_text()
