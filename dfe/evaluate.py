@@ -785,8 +785,9 @@ def _tex_tag(cfg) -> str:
     return f'-{cfg.tex_init}{res}tex'
 
 def _aug_tag(cfg) -> str:
-    "'-hflip0.5' for settings that mirror training windows (`TrainConfig.hflip`), '' for the paper's unmirrored ones: run and table names."
-    return f'-hflip{cfg.hflip:g}' if cfg is not None and cfg.hflip > 0 else ''
+    "'-hflip0.5' for settings that mirror training windows (`TrainConfig.hflip`), '-cosine' for decaying rates (`TrainConfig.lr_decay`), '' for the paper's: run and table names."
+    if cfg is None: return ''
+    return (f'-hflip{cfg.hflip:g}' if cfg.hflip > 0 else '') + (f'-{cfg.lr_decay}' if cfg.lr_decay != 'none' else '')
 
 def _settings_tag(cfg) -> str:
     "Everything in run and table names that says how the settings differ from the paper's: `_tex_tag` then `_aug_tag`."
@@ -805,8 +806,9 @@ def _base_tag(cfgs) -> str:
     return '-base' + _tex_tag(cfgs['baseline'])[1:] if _tex_tag(cfgs['baseline']) else ''
 
 def _tex_note(cfg, baseline:str='random') -> str:
-    return _texture_start_note(cfg, baseline) + (f" Every method's training windows are mirrored left to right with chance {cfg.hflip:g} (`--hflip`)."
-                                            if cfg is not None and cfg.hflip > 0 else '')
+    return (_texture_start_note(cfg, baseline) + (f" Every method's training windows are mirrored left to right with chance {cfg.hflip:g} (`--hflip`)."
+                                             if cfg is not None and cfg.hflip > 0 else '')
+            + (f" Every method's learning rates decay over its iterations (`--lr-decay {cfg.lr_decay}`)." if cfg is not None and cfg.lr_decay != 'none' else ''))
 
 def _texture_start_note(cfg, baseline:str='random') -> str:
     b = ("random" if baseline == 'random' else "random with their colour channels fitted the same way (`--baseline-tex-init unwrap`, a control)")
@@ -1015,6 +1017,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
                        baseline_tex_init:str='random', # table3, figure7: the baseline's texture, random (the paper) or unwrap (a control for --tex-init unwrap)
                        unwrap_res:int=TrainConfig.unwrap_res, # --tex-init unwrap: texels per tile side of the fitted colour change (0: the texture's)
                        hflip:float=0., # chance that a training window is mirrored left to right, for every method (0: never, the paper)
+                       lr_decay:str='none', # every method's learning-rate schedule: none (constant, the paper) or cosine
                        device:str='', progress:bool=True):
     "Reproduce a paper experiment on held-out actors: train/resume the runs, score them, write tables (md, json) and plotly figures."
     from dfe.data import DEFAULT_HELDOUT_IDENTITIES
@@ -1026,7 +1029,8 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
     folders = [f for f in find_clip_folders(data or outputs_dir()/'crop') if ClipData(f).identity in ids]
     if not folders: raise DfeError(f"no clip folders of {ids} in {data or outputs_dir()/'crop'} (make them with `dfe crop`)")
     pr = prior or outputs_dir()/'train'/'prior-cpu'
-    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, val_dense=val_dense, tex_init=tex_init, unwrap_res=unwrap_res, hflip=hflip)
+    cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, val_dense=val_dense, tex_init=tex_init, unwrap_res=unwrap_res, hflip=hflip,
+                      lr_decay=lr_decay)
     common = dict(clips=folders, prior=pr, out=out or None, iters=iters, cfg=cfg, val_frames=val_frames, device=device or None, progress=progress)
     for n in names:
         kw = dict(common)

@@ -975,6 +975,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
               perceptual_crop:float=-1, # ST-LPIPS on a square of this fraction of the side around the mouth (0: whole frames; -1: default)
               val_frames:int=0, # validation frames at the clip's end (0: a fifth, at most 250)
               hflip:float=0., # chance that a training window is mirrored left to right (0: never)
+              lr_decay:str='none', # learning-rate schedule: none (constant, the paper) or cosine (down to 0 at the last iteration)
               num_workers:int=0, seed:int=0,
               device:str='', # cpu or cuda (default: CUDA if available)
               progress:bool=True):
@@ -984,7 +985,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
     pr = prior or outputs_dir()/'train'/'prior-cpu'
     st = _prior_state(pr, 'cpu')
     model = st['config'] if st['format'] == RENDERER_FORMAT else st['train']['model']
-    cfg = replace(_train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip), tex_init=tex_init)
+    cfg = replace(_train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip, lr_decay=lr_decay), tex_init=tex_init)
     dest = out or outputs_dir()/'adapt'/f"{actor}-{frames}f{'-tex' if texture_only else ''}"
     res = adapt(folders, dest, pr, frames=frames, cfg=cfg, mix=mix, texture_only=texture_only, val_frames=val_frames,
                 device=device or None, progress=progress)
@@ -998,11 +999,12 @@ def train_baseline_cmd(dataset:str, # DATASETDIR: the actor's clip folder(s)
                        config:str='cpu', # renderer configuration
                        batch_size:int=4, lr:float=TrainConfig.lr, perceptual_frames:int=-1, perceptual_crop:float=-1, val_frames:int=0,
                        hflip:float=0., # chance that a training window is mirrored left to right (0: never)
+                       lr_decay:str='none', # learning-rate schedule: none (constant, the paper) or cosine (down to 0 at the last iteration)
                        num_workers:int=0, seed:int=0, device:str='', progress:bool=True):
     "Train the baseline: the same renderer from scratch on the actor's first N frames."
     folders = find_clip_folders(dataset)
     actor = ClipData(folders[0]).identity
-    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip)
+    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip, lr_decay=lr_decay)
     res = train_baseline(folders, out or outputs_dir()/'baseline'/f'{actor}-{frames}f', frames, cfg, val_frames,
                          device=device or None, progress=progress)
     _print_summary(res)
