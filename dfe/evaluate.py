@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .core import (DfeError, InputFileError, atomic_output, atomic_write_json, atomic_write_text, outputs_dir, cache_dir,
                       get_device, check_input_file)
 from .dataset import ClipData
-from .models import STLPIPS, mouth_boxes
+from .models import STLPIPS, mouth_boxes, region_mask
 from .train import (TrainConfig, ClipSlice, actor_split, find_clip_folders, render_clip, read_log, load_state,
                        renderer_from_state, adapt, train_baseline, RENDERER_FORMAT)
 
@@ -523,7 +523,6 @@ def heldout_error_by_tile(run, # a training run folder
                           batch:int=4, # windows per forward pass
                          ) -> dict: # psnr (of the pooled squared error), iters, and regions: {name: {pixels, error, rmse}}
     "Split a run's held-out squared error between the tiles of its masked region ('mask: face', 'mask: teeth', ...) and the rest ('outside')."
-    from dfe.models import region_mask
     run = Path(run)
     cs = evaluation_clips(run, clips, frames)
     dev = get_device(device)
