@@ -12,7 +12,7 @@ import cv2
 
 from .core import DfeError, InputFileError, check_input_file, atomic_output, atomic_write_text
 from .io import iter_frames, read_audio
-from .facemodel import FaceModel, load_face_model, ICT_EXPRESSION_NAMES
+from .facemodel import FaceModel, ICT_EXPRESSION_NAMES
 from .render import project_points
 from .landmarks import interocular_distance, landmarks68_from_mediapipe, draw_landmarks
 from .tracking import (Track, TrackSettings, LandmarkModel, render_overlay, render_albedo, atlas_uv, crop_boxes, crop_frame,
