@@ -102,7 +102,9 @@ RESUMABLE_CHANGES = ('iters', 'val_every', 'val_dense', 'log_every', 'ckpt_every
 ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0., 'val_dense': 0, 'lr_decay': 'none'}
 
 def _compared_settings(d:dict) -> dict:
-    "The settings a resumed run must share with its checkpoint's (`unwrap_res` only matters with `tex_init='unwrap'`)."
+    """The settings a resumed run must share with its checkpoint's (`unwrap_res` only matters with `tex_init='unwrap'`).
+    A renderer field added after the run was made (e.g. `tex_levels`) counts at its default, which is how such runs were built."""
+    d = dict(d, model=RendererConfig.from_dict(d['model']).to_dict()) if isinstance(d.get('model'), dict) else d
     return {k: v for k, v in d.items() if k not in RESUMABLE_CHANGES and not (k == 'unwrap_res' and d.get('tex_init') != 'unwrap')}
 
 # %% ../nbs/31_train.ipynb #c008
