@@ -25,9 +25,9 @@ __all__ = ['INCEPTION_SHA1', 'FID_NOTE', 'FID_CACHE_VERSION', 'EVAL_VERSION', 'T
            'inception_features', 'feature_statistics', 'frechet_distance', 'fid_from_features', 'kid_from_features',
            'evaluate_predictions', 'evaluation_clips', 'training_seconds', 'run_iterations', 'comparison_grid',
            'write_png', 'evaluate_run', 'heldout_difficulty', 'difficulty_figure', 'heldout_error_by_tile',
-           'iterations_to_psnr', 'init_iterations', 'default_thresholds', 'speedup_table', 'gain_by_iteration',
-           'gain_figure', 'actor_clips', 'available_frames', 'experiment_config', 'train_run', 'results_markdown',
-           'table1', 'table4', 'figure7', 'table3', 'evaluate_cmd', 'evaluate_paper_cmd']
+           'paired_gap', 'iterations_to_psnr', 'init_iterations', 'default_thresholds', 'speedup_table',
+           'gain_by_iteration', 'gain_figure', 'actor_clips', 'available_frames', 'experiment_config', 'train_run',
+           'results_markdown', 'table1', 'table4', 'figure7', 'table3', 'evaluate_cmd', 'evaluate_paper_cmd']
 
 # %% ../nbs/50_evaluate.ipynb #c005
 def image_tensor(x, # (N, H, W, 3) uint8 array/tensor, or (N, 3, H, W) floats in [0, 1]
@@ -540,6 +540,41 @@ def heldout_error_by_tile(run, # a training run folder
     tot, N = sum(se.values()), sum(n.values())
     return dict(run=str(run), iters=iters, psnr=float(10*np.log10(N/max(tot, 1e-20))),
                 regions={k: dict(pixels=n[k]/N, error=se[k]/max(tot, 1e-20), rmse=math.sqrt(se[k]/n[k])) for k in se if n[k]})
+
+# %% ../nbs/50_evaluate.ipynb #c037f
+def _scored(run) -> dict:
+    "A run folder's `metrics.json` (from `evaluate_run`); `InputFileError` if it was never scored."
+    p = Path(run)/'metrics.json'
+    if not p.exists(): raise InputFileError(p, "no metrics: score the run first (`dfe evaluate RUN`)")
+    return json.loads(p.read_text())
+
+def paired_gap(runs_a, # run folder(s), scored: the method whose lead is measured
+               runs_b, # as many run folders, pairwise the same actors and held-out frames: the method compared with
+               key:str='psnr', # a per-frame metric of `evaluate_run`: psnr, ssim, stlpips, mouth_psnr, ...
+               block:int=5, # frames per bootstrap block
+               n_boot:int=2000, # bootstrap resamples
+               seed:int=0,
+              ) -> dict: # gap, lo, hi (95% interval), per_actor {actor: {gap, lo, hi, frames, pairs}}
+    "Mean per-frame difference a − b on the same held-out frames, averaged per actor then over actors, with a block-bootstrap 95% interval."
+    ra, rb = ([runs] if isinstance(runs, (str, Path)) else list(runs) for runs in (runs_a, runs_b))
+    if not ra or len(ra) != len(rb): raise DfeError(f"need the same number (≥ 1) of runs on each side, got {len(ra)} and {len(rb)}")
+    diffs = {}
+    for a, b in zip(ra, rb):
+        ma, mb = _scored(a), _scored(b)
+        if ma['settings']['clips'] != mb['settings']['clips']: raise DfeError(f"{a} and {b} were scored on different frames: they cannot be paired")
+        if key not in ma['per_frame']: raise DfeError(f"no per-frame {key!r} in {a}/metrics.json (have {', '.join(ma['per_frame'])})")
+        diffs.setdefault(', '.join(ma['actors']), []).append(np.asarray(ma['per_frame'][key], np.float64) - np.asarray(mb['per_frame'][key], np.float64))
+    g = np.random.default_rng(seed)
+    per, boots = {}, []
+    for actor, ds in diffs.items():
+        d = np.mean(ds, 0); n = len(d)
+        starts = g.integers(0, max(n - block, 0) + 1, size=(n_boot, -(-n//block)))
+        idx = (starts[..., None] + np.arange(min(block, n))).reshape(n_boot, -1)[:, :n]
+        bs = d[idx].mean(1); boots.append(bs)
+        lo, hi = np.percentile(bs, [2.5, 97.5])
+        per[actor] = dict(gap=float(d.mean()), lo=float(lo), hi=float(hi), frames=n, pairs=len(ds))
+    lo, hi = np.percentile(np.mean(boots, 0), [2.5, 97.5])
+    return dict(key=key, gap=float(np.mean([v['gap'] for v in per.values()])), lo=float(lo), hi=float(hi), block=block, n_boot=n_boot, per_actor=per)
 
 # %% ../nbs/50_evaluate.ipynb #c039
 def iterations_to_psnr(log, # a run folder, its log.jsonl, or log records
