@@ -36,6 +36,7 @@ class RendererConfig:
     n_tiles:int = 4              # texture tiles (UDIM tiles of the rasterised parts: face, sockets, gums/tongue, teeth)
     tex_levels:int = 1           # texture pyramid levels (`NeuralTexture(levels=...)`; 1: one plane per tile)
     interior_pool:int = 1        # texels of the tiles other than the face (sockets, gums and tongue, teeth) are shared in blocks of this many per side (1: not)
+    shared_interior:bool = False # those tiles come from one texture of all actors, held by the generator (`interior_texels`), not from each actor's own
     mask_region:str = 'mouth'    # mask bit whose pixels are replaced by neural features: 'mouth' or 'lower_face'
     mask_dilate:int = 0          # dilate that mask by this many pixels
     ch_base:int = 32768          # channels at resolution r: min(ch_max, ch_base // r)
@@ -136,14 +137,15 @@ class NeuralTexture(nn.Module):
         for c in self.coarse: c.zero_()
         return self
 
-    def atlas(self) -> torch.Tensor:
-        "(1, C, R + 2, n·(R + 2)): the tiles side by side, each with a one-texel border copied from its edge."
-        p = F.pad(self.texels(), (1, 1, 1, 1), mode='replicate')
+    def atlas(self, texels:torch.Tensor|None=None) -> torch.Tensor:
+        "(1, C, R + 2, n·(R + 2)): the tiles side by side (of `texels`, default this texture's), each with a one-texel border copied from its edge."
+        p = F.pad(self.texels() if texels is None else texels, (1, 1, 1, 1), mode='replicate')
         return p.permute(1, 2, 0, 3).reshape(1, self.channels, self.res + 2, -1)
 
     def forward(self,
                 uv:torch.Tensor, # (B, H, W, 2) tile-local UVs in [0, 1], v up
                 tile:torch.Tensor, # (B, H, W) integer tile, negative for background
+                texels:torch.Tensor|None=None, # (n_tiles, C, R, R) values to sample instead of `texels()` (e.g. with shared tiles)
                ) -> torch.Tensor: # (B, C, H, W)
         "Bilinear lookup of the features at each pixel (zero on background)."
         n, R = self.n_tiles, self.res
@@ -151,7 +153,7 @@ class NeuralTexture(nn.Module):
         # tile-local u in [0, 1] -> atlas u: tile t's interior texels span [t(R+2) + 1, t(R+2) + R + 1] of n(R+2)
         u = (t*(R + 2) + 1 + uv[..., 0].clamp(0, 1)*R)/(n*(R + 2))
         v = (1 + uv[..., 1].clamp(0, 1)*R)/(R + 2)
-        a = self.atlas()
+        a = self.atlas(texels)
         return sample_texture(a.expand(uv.shape[0], -1, -1, -1), torch.stack([u, v], -1), mask=tile >= 0)
 
 # %% ../nbs/30_models.ipynb #c012
@@ -279,6 +281,8 @@ class StyleUNetGenerator(nn.Module):
         self.rgbs = nn.ModuleList([ToRGB(cfg.ch(r), out, cfg.style_dim) for r in up])
         if cfg.residual:   # start as the identity: the output layers begin at zero, so the first prediction is the composited input
             for m in [self.rgb_m, *self.rgbs]: nn.init.zeros_(m.conv.weight)
+        # the mouth-interior tiles every actor samples (`RendererConfig.shared_interior`), started like a `NeuralTexture`
+        self.interior_texels = nn.Parameter(torch.randn(cfg.n_tiles - 1, cfg.tex_channels, cfg.tex_res, cfg.tex_res)*0.1) if cfg.shared_interior else None
 
     def style(self, refs=None, mel=None) -> torch.Tensor:
         "(B, style_dim) the style vector `w` from the references and the audio."
@@ -413,7 +417,9 @@ class DeferredRenderer(nn.Module):
         if len(names) != B: raise DfeError(f"{len(names)} actor names for a batch of {B}")
         for a in dict.fromkeys(names):
             idx = [i for i, n in enumerate(names) if n == a]
-            f = self.texture(a)(uv[idx].flatten(0, 1), tile[idx].flatten(0, 1))
+            tex = self.texture(a)
+            tx = torch.cat([tex.texels()[:1], self.generator.interior_texels]) if self.cfg.shared_interior else None
+            f = tex(uv[idx].flatten(0, 1), tile[idx].flatten(0, 1), texels=tx)
             out[idx] = f.reshape(len(idx), T, *f.shape[1:])
         return out
 

@@ -90,11 +90,14 @@ def default_loss_weights(rc:RendererConfig) -> LossWeights:
     return LossWeights() if rc == CONFIGS['paper'] else LossWeights(perceptual_frames=1, perceptual_crop=0.5)
 
 # how the textures are parametrised, not the generator: a run may start from a renderer that differs in these (the texture values carry over)
-TEXTURE_FORM = ('tex_levels', 'interior_pool')
+# (`shared_interior` only from False to True: the shared interior then starts as the mean of the actors' interior tiles)
+TEXTURE_FORM = ('tex_levels', 'interior_pool', 'shared_interior')
 
-def same_generator(a:RendererConfig, b:RendererConfig) -> bool:
+def same_generator(a:RendererConfig, # the configuration a run starts from
+                   b:RendererConfig, # the run's
+                  ) -> bool:
     "True if the two configurations differ at most in `TEXTURE_FORM`, so that one's generator and texture values fit the other."
-    return replace(a, **{k: getattr(b, k) for k in TEXTURE_FORM}) == b
+    return replace(a, **{k: getattr(b, k) for k in TEXTURE_FORM}) == b and not (a.shared_interior and not b.shared_interior)
 
 # settings that may differ when a run is resumed
 RESUMABLE_CHANGES = ('iters', 'val_every', 'val_dense', 'log_every', 'ckpt_every', 'num_workers', 'val_windows', 'lr_scale')
@@ -581,7 +584,11 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     if init is not None and resume is None:
         src = renderer_from_state(init, dev)
         if not same_generator(src.cfg, rc): raise DfeError("the initial renderer's configuration differs from the run's")
-        R.generator.load_state_dict(src.generator.state_dict())
+        R.generator.load_state_dict(src.generator.state_dict(), strict=not (rc.shared_interior and not src.cfg.shared_interior))
+        if rc.shared_interior and not src.cfg.shared_interior:   # one interior for all: the mean of the initial actors' interior tiles
+            mi = mean_texture(init)
+            if mi is not None:
+                with torch.no_grad(): R.generator.interior_texels.copy_(mi[1:].to(dev))
         for a in src.actors:
             if a in actors: R.add_actor(a).load_texels(src.texture(a).texels().detach())
         if cfg.tex_init in ('mean', 'unwrap'):
@@ -601,9 +608,10 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     for a in actors: R.add_actor(a, exist_ok=True)
     D = WindowDiscriminator(rc).to(dev)
     if texture_only: R.generator.requires_grad_(False)
-    tex_params = [p for a in actors for p in R.texture(a).parameters()]
+    shared = [R.generator.interior_texels] if rc.shared_interior and not texture_only else []   # a texture: trained at the texture rate
+    tex_params = [p for a in actors for p in R.texture(a).parameters()] + shared
     groups = [dict(params=tex_params, lr=cfg.tex_lr*cfg.lr_scale)]
-    if not texture_only: groups.insert(0, dict(params=list(R.generator.parameters()), lr=cfg.lr*cfg.lr_scale))
+    if not texture_only: groups.insert(0, dict(params=[p for p in R.generator.parameters() if not any(p is q for q in shared)], lr=cfg.lr*cfg.lr_scale))
     opt = torch.optim.Adam(groups, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr*cfg.lr_scale, betas=cfg.betas)
     start = 0
@@ -890,7 +898,7 @@ def adapt(clips, # clip folders of the new actor (one identity)
     st = _prior_state(prior, 'cpu')
     model = st['config'] if st['format'] == RENDERER_FORMAT else st['train']['model']
     cfg = cfg or TrainConfig(model=model, iters=1000)
-    if not same_generator(cfg.renderer(), RendererConfig.from_dict(model)): raise DfeError("the training settings' model differs from the prior's configuration")
+    if not same_generator(RendererConfig.from_dict(model), cfg.renderer()): raise DfeError("the training settings' model differs from the prior's configuration")
     train, val = _actor_clips(clips, frames, val_frames)
     actor = train[0].identity
     if actor in st['textures']: raise DfeError(f"{actor!r} is one of the prior's actors: adaptation is for new actors")
@@ -939,6 +947,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     lr_scale:float=1., # a factor on all learning rates; may change when the run is resumed (a step schedule)
                     hflip:float=0., # chance that a training window is mirrored left to right (0: never)
                     interior_pool:int=1, # mouth-interior texels shared in blocks of this many per side (`RendererConfig.interior_pool`; 1: not)
+                    shared_interior:bool=False, # one mouth-interior texture for all actors (`RendererConfig.shared_interior`); from a prior without one, it starts as its actors' mean
                     perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default, `default_loss_weights`)
                     perceptual_crop:float=-1, # ST-LPIPS on a square of this fraction of the side around the mouth (0: whole frames; -1: default)
                     heldout:str='default', # comma-separated identities never trained on ('default': dfe.data.DEFAULT_HELDOUT_IDENTITIES; 'none')
@@ -956,7 +965,8 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     skipped = sorted({c.identity for c in cs if c.identity in held})
     if dist_info()[0] == 0 and int(os.environ.get('RANK', 0)) == 0:
         print(f"prior: {len(use)} clips of {len({c.identity for c in use})} actors" + (f" (held out: {', '.join(skipped)})" if skipped else ''))
-    model = config if interior_pool == 1 else dict(renderer_config(config).to_dict(), interior_pool=interior_pool)
+    form = dict(interior_pool=interior_pool, shared_interior=shared_interior)
+    model = config if form == dict(interior_pool=1, shared_interior=False) else dict(renderer_config(config).to_dict(), **form)
     cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
                         tex_init='mean' if init else 'random')
     res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, init=init or None, device=device or None, progress=progress)
