@@ -458,6 +458,12 @@ def _gap_errors(folder, a:int, b:int) -> np.ndarray:
     ok = np.asarray(tr.failed[a:b]) == 0
     return np.where(ok, np.abs(inner_lip_gap(fit) - inner_lip_gap(tr.landmarks[a:b])), np.nan)
 
+def _scored(run) -> dict:
+    "A run folder's `metrics.json` (from `evaluate_run`); `InputFileError` if it was never scored."
+    p = Path(run)/'metrics.json'
+    if not p.exists(): raise InputFileError(p, "no metrics: score the run first (`dfe evaluate RUN`, or `evaluate_run`)")
+    return json.loads(p.read_text())
+
 def heldout_difficulty(run, # a run folder scored by `evaluate_run` (its metrics.json)
                        gap:bool=True, # also the tracking's lip-gap error (reads the clip's track and the face model)
                       ) -> dict: # per_frame (lists), correlation (r with mouth PSNR), train_pose / heldout_pose ranges (degrees)
@@ -465,9 +471,7 @@ def heldout_difficulty(run, # a run folder scored by `evaluate_run` (its metrics
     from dfe.facemodel import ICT_EXPRESSION_NAMES
     from dfe.tracking import _corr
     run = Path(run)
-    mp = run/'metrics.json'
-    if not mp.exists(): raise InputFileError(mp, "no metrics: score the run first (`dfe evaluate RUN`, or `evaluate_run`)")
-    m = json.loads(mp.read_text())
+    m = _scored(run)
     E_tr, P_tr = _training_params(_run_json(run))
     mo = [i for i, n in enumerate(ICT_EXPRESSION_NAMES) if n.startswith(('jaw', 'mouth'))]
     lo, hi = P_tr.min(0), P_tr.max(0)
@@ -482,7 +486,7 @@ def heldout_difficulty(run, # a run folder scored by `evaluate_run` (its metrics
         for k, j in (('pitch_outside', 0), ('yaw_outside', 1), ('roll_outside', 2)): cols[k] += out[:, j].tolist()
         cols['gap_error'] += (_gap_errors(r['folder'], a, b) if gap else np.full(b - a, np.nan)).tolist()
     mouth = np.asarray(m['per_frame']['mouth_psnr'], np.float64)
-    if len(mouth) != len(cols['expression_novelty']): raise DfeError(f"{mp}: {len(mouth)} scored frames, {len(cols['expression_novelty'])} in its clips")
+    if len(mouth) != len(cols['expression_novelty']): raise DfeError(f"{run/'metrics.json'}: {len(mouth)} scored frames, {len(cols['expression_novelty'])} in its clips")
     P_ev = np.concatenate(P_ev)
     rng = lambda P: {k: [round(float(P[:, j].min()), 1), round(float(P[:, j].max()), 1)] for k, j in (('pitch', 0), ('yaw', 1), ('roll', 2))}
     nan = lambda v: None if not np.isfinite(v) else round(float(v), 3)
@@ -542,12 +546,6 @@ def heldout_error_by_tile(run, # a training run folder
                 regions={k: dict(pixels=n[k]/N, error=se[k]/max(tot, 1e-20), rmse=math.sqrt(se[k]/n[k])) for k in se if n[k]})
 
 # %% ../nbs/50_evaluate.ipynb #c037f
-def _scored(run) -> dict:
-    "A run folder's `metrics.json` (from `evaluate_run`); `InputFileError` if it was never scored."
-    p = Path(run)/'metrics.json'
-    if not p.exists(): raise InputFileError(p, "no metrics: score the run first (`dfe evaluate RUN`)")
-    return json.loads(p.read_text())
-
 def paired_gap(runs_a, # run folder(s), scored: the method whose lead is measured
                runs_b, # as many run folders, pairwise the same actors and held-out frames: the method compared with
                key:str='psnr', # a per-frame metric of `evaluate_run`: psnr, ssim, stlpips, mouth_psnr, ...
