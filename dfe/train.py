@@ -585,14 +585,13 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
         src = renderer_from_state(init, dev)
         if not same_generator(src.cfg, rc): raise DfeError("the initial renderer's configuration differs from the run's")
         R.generator.load_state_dict(src.generator.state_dict(), strict=not (rc.shared_interior and not src.cfg.shared_interior))
-        if rc.shared_interior and not src.cfg.shared_interior:   # one interior for all: the mean of the initial actors' interior tiles
-            mi = mean_texture(init)
-            if mi is not None:
-                with torch.no_grad(): R.generator.interior_texels.copy_(mi[1:].to(dev))
+        new_interior = rc.shared_interior and not src.cfg.shared_interior
+        mean = mean_texture(init) if new_interior or cfg.tex_init in ('mean', 'unwrap') else None
+        if new_interior and mean is not None:   # one interior for all: the mean of the initial actors' interior tiles
+            with torch.no_grad(): R.generator.interior_texels.copy_(mean[1:].to(dev))
         for a in src.actors:
             if a in actors: R.add_actor(a).load_texels(src.texture(a).texels().detach())
         if cfg.tex_init in ('mean', 'unwrap'):
-            mean = mean_texture(init)
             if mean is None: raise DfeError(f"tex_init={cfg.tex_init!r} needs an initial renderer with textures (a prior run or checkpoint) or a mean texture (a renderer file from `dfe export-prior`)")
             for a in actors:
                 if a not in R.actors:
