@@ -21,7 +21,7 @@ from .audio import video_aligned_mel, mel_windows, mel_per_frame, LOG_FLOOR
 __all__ = ['DATASET_FORMAT', 'DATASET_VERSION', 'ARRAYS', 'CropSettings', 'track_file', 'dataset_key', 'read_manifest',
            'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData', 'polygon_mask',
            'opening_agreement', 'mouth_opening_agreement', 'WindowDataset', 'overlay_picture', 'clip_figure',
-           'inspect_clip', 'crop_cmd', 'crop_corpus']
+           'inspect_clip', 'parse_raster_parts', 'crop_cmd', 'crop_corpus']
 
 # %% ../nbs/21_dataset.ipynb #c005
 DATASET_FORMAT = 'dfe.dataset/1'
@@ -447,6 +447,16 @@ def inspect_clip(folder, # a clip folder (or `ClipData`)
     draw()
     return W.VBox([W.HBox([sl, *boxes.values()]), info, img])
 
+# %% ../nbs/21_dataset.ipynb #c032a
+def parse_raster_parts(text:str, # comma-separated part names; empty: the default
+                      ) -> tuple: # the parts
+    "The `CropSettings.raster_parts` a command line gives: known parts with a texture tile, 'face' among them."
+    if not text.strip(): return RASTER_PARTS
+    parts = tuple(dict.fromkeys(p.strip() for p in text.split(',') if p.strip()))
+    part_tile_table(parts)   # DfeError naming parts without a tile
+    if 'face' not in parts: raise DfeError(f"raster parts {list(parts)} must include 'face' (the masks and the texture's face tile come from it)")
+    return parts
+
 # %% ../nbs/21_dataset.ipynb #c032
 def crop_cmd(trackdir:str, # folder holding track.npz (from `dfe track`), or the track.npz itself
              out:str='', # the dataset folder to write (default: outputs/crop/<TRACKDIR name>)
@@ -455,6 +465,7 @@ def crop_cmd(trackdir:str, # folder holding track.npz (from `dfe track`), or the
              smooth:float=CropSettings.smooth, # σ in seconds of the box centre's temporal smoothing
              scale_smooth:float=-1.0, # σ in seconds of the box size's smoothing; negative: one size for the whole clip
              uv_dtype:str=CropSettings.uv_dtype, # storage of the UV raster: float16 or float32
+             raster_parts:str='', # comma-separated face model parts to rasterise, 'face' among them (default: `RASTER_PARTS`, the face and the whole mouth interior)
              video:str='', # the tracked video, if it is no longer where track.npz says
              device:str='', # 'cpu' or 'cuda' (default: CUDA if available)
              force:bool=False): # rebuild even if the folder is up to date
@@ -462,7 +473,8 @@ def crop_cmd(trackdir:str, # folder holding track.npz (from `dfe track`), or the
     tp = track_file(trackdir)
     name = tp.parent.name if Path(trackdir).is_dir() or tp.name == 'track.npz' else tp.stem
     dest = Path(out) if out else outputs_dir()/'crop'/name
-    s = CropSettings(size=size, margin=margin, smooth=smooth, scale_smooth=None if scale_smooth < 0 else scale_smooth, uv_dtype=uv_dtype)
+    s = CropSettings(size=size, margin=margin, smooth=smooth, scale_smooth=None if scale_smooth < 0 else scale_smooth, uv_dtype=uv_dtype,
+                     raster_parts=parse_raster_parts(raster_parts))
     folder, built = build_clip_dataset(tp, dest, s, video=video or None, device=device or None, force=force)
     met = json.loads((folder/'metrics.json').read_text())
     print(f"{folder}: {'built' if built else 'up to date'} ({met['frames']} frames, {met['size']}², {met['seconds']} s to build)")
@@ -477,6 +489,7 @@ def crop_cmd(trackdir:str, # folder holding track.npz (from `dfe track`), or the
 def crop_corpus(tracks:str='', # folder of per-clip track folders (default: outputs/tracking)
                 out:str='', # where the dataset folders go (default: outputs/crop)
                 size:int=CropSettings.size, # crop side in pixels
+                raster_parts:str='', # comma-separated face model parts to rasterise (default: `RASTER_PARTS`); see `parse_raster_parts`
                 device:str=''): # torch device
     "Build the dataset folder of every tracked clip and a table of box jitter and jaw correlation, ours vs the baseline."
     tracks = Path(tracks) if tracks else outputs_dir()/'tracking'
@@ -485,7 +498,7 @@ def crop_corpus(tracks:str='', # folder of per-clip track folders (default: outp
     if not dirs: raise DfeError(f"{tracks}: no track folders (run `dfe track-corpus` first)")
     rows = []
     for d in dirs:
-        folder, built = build_clip_dataset(d/'track.npz', out/d.name, CropSettings(size=size), device=device or None)
+        folder, built = build_clip_dataset(d/'track.npz', out/d.name, CropSettings(size=size, raster_parts=parse_raster_parts(raster_parts)), device=device or None)
         met = json.loads((folder/'metrics.json').read_text())
         op = mouth_opening_agreement(folder)
         rows.append(dict(clip=d.name, frames=met['frames'], **{f"{k}_{w}": met[k][w] for k in ('box_jitter_px', 'box_jaw_corr')
