@@ -20,8 +20,9 @@ from .audio import video_aligned_mel, mel_windows, mel_per_frame, LOG_FLOOR
 # %% auto #0
 __all__ = ['DATASET_FORMAT', 'DATASET_VERSION', 'ARRAYS', 'CropSettings', 'track_file', 'dataset_key', 'read_manifest',
            'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData', 'polygon_mask',
-           'opening_agreement', 'mouth_opening_agreement', 'WindowDataset', 'overlay_picture', 'clip_figure',
-           'inspect_clip', 'parse_raster_parts', 'crop_cmd', 'crop_corpus']
+           'opening_agreement', 'mouth_opening_agreement', 'teeth_luma_correlation', 'interior_teeth_agreement',
+           'WindowDataset', 'overlay_picture', 'clip_figure', 'inspect_clip', 'parse_raster_parts', 'crop_cmd',
+           'crop_corpus']
 
 # %% ../nbs/21_dataset.ipynb #c005
 DATASET_FORMAT = 'dfe.dataset/1'
@@ -308,6 +309,28 @@ def mouth_opening_agreement(clip, # a clip folder or `ClipData`
     if len(tr) != len(c): raise DfeError(f"{c.folder}: {len(c)} frames, but the track has {len(tr)}: not this folder's track")
     return opening_agreement((np.asarray(c.masks) & MASK_BITS['mouth_interior']) > 0, tr.landmarks, c.params['boxes'], c.valid, min_open)
 
+# %% ../nbs/21_dataset.ipynb #c021e
+def teeth_luma_correlation(frames, # (N, S, S, 3) uint8 crops
+                           tiles, # (N, S, S) int atlas tile of each pixel (`PART_TILES`; teeth are 3)
+                           interior, # (N, S, S) bool: the rasterised mouth interior
+                          ) -> dict: # r, teeth_fraction, pixels
+    "Correlation between luma and being drawn as teeth over the mouth-interior pixels (NaN if either is constant)."
+    from dfe.cropping import PART_TILES
+    m = np.asarray(interior, bool)
+    n = int(m.sum())
+    if n == 0: return dict(r=float('nan'), teeth_fraction=float('nan'), pixels=0)
+    y = np.asarray(frames)[m].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    t = (np.asarray(tiles)[m] == PART_TILES['teeth']).astype(np.float64)
+    r = float(np.corrcoef(y, t)[0, 1]) if y.std() > 0 and 0 < t.mean() < 1 else float('nan')
+    return dict(r=r, teeth_fraction=float(t.mean()), pixels=n)
+
+def interior_teeth_agreement(clip, # a clip folder or `ClipData`
+                            ) -> dict:
+    "`teeth_luma_correlation` of a finished clip folder's valid frames."
+    c = clip if isinstance(clip, ClipData) else ClipData(clip)
+    v = np.flatnonzero(c.valid)
+    return teeth_luma_correlation(np.asarray(c.frames)[v], c.part_tiles[np.asarray(c.part)[v]], (np.asarray(c.masks)[v] & MASK_BITS['mouth_interior']) > 0)
+
 # %% ../nbs/21_dataset.ipynb #c023
 class WindowDataset(torch.utils.data.Dataset):
     "Windows of `window` consecutive frames with `refs` random reference frames of the same actor (see above)."
@@ -501,21 +524,24 @@ def crop_corpus(tracks:str='', # folder of per-clip track folders (default: outp
         folder, built = build_clip_dataset(d/'track.npz', out/d.name, CropSettings(size=size, raster_parts=parse_raster_parts(raster_parts)), device=device or None)
         met = json.loads((folder/'metrics.json').read_text())
         op = mouth_opening_agreement(folder)
+        te = interior_teeth_agreement(folder)
         rows.append(dict(clip=d.name, frames=met['frames'], **{f"{k}_{w}": met[k][w] for k in ('box_jitter_px', 'box_jaw_corr')
                                                               for w in ('ours', 'baseline', 'ours_per_frame_scale')},
-                         opening_area_ratio=op['area_ratio'], opening_iou=op['iou_open']))
+                         opening_area_ratio=op['area_ratio'], opening_iou=op['iou_open'], teeth_luma_r=te['r']))
         print(f"{d.name:24s} jitter {rows[-1]['box_jitter_px_ours']:.2f} / {rows[-1]['box_jitter_px_baseline']:.2f} px, "
               f"jaw corr {rows[-1]['box_jaw_corr_ours']:.2f} / {rows[-1]['box_jaw_corr_baseline']:.2f}", flush=True)
     jit_ok = all(r['box_jitter_px_ours'] < r['box_jitter_px_baseline'] for r in rows)
     corr = np.array([abs(r['box_jaw_corr_ours']) for r in rows])
     summ = dict(clips=len(rows), jitter_below_baseline_on_every_clip=jit_ok, max_abs_box_jaw_corr=float(np.nanmax(corr)),
-                mean_opening_iou=float(np.nanmean([r['opening_iou'] for r in rows])), rows=rows)
+                mean_opening_iou=float(np.nanmean([r['opening_iou'] for r in rows])),
+                median_teeth_luma_r=float(np.nanmedian([r['teeth_luma_r'] for r in rows])), rows=rows)
     atomic_write_json(out/'summary.json', summ)
     cols = ['clip', 'frames', 'box_jitter_px_ours', 'box_jitter_px_baseline', 'box_jaw_corr_ours', 'box_jaw_corr_baseline',
-            'box_jitter_px_ours_per_frame_scale', 'box_jaw_corr_ours_per_frame_scale', 'opening_area_ratio', 'opening_iou']
+            'box_jitter_px_ours_per_frame_scale', 'box_jaw_corr_ours_per_frame_scale', 'opening_area_ratio', 'opening_iou', 'teeth_luma_r']
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|'*len(cols)]
     lines += ['| ' + ' | '.join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + ' |' for r in rows]
     lines.append(f"\njitter below the baseline on every clip: {jit_ok}; max |box_jaw_corr| (ours): {summ['max_abs_box_jaw_corr']:.3f}; "
-                 f"mean IoU of the rasterised and detected mouth opening (open frames): {summ['mean_opening_iou']:.3f}")
+                 f"mean IoU of the rasterised and detected mouth opening (open frames): {summ['mean_opening_iou']:.3f}; "
+                 f"median correlation of luma with the teeth raster in the opening (`teeth_luma_correlation`): {summ['median_teeth_luma_r']:.3f}")
     atomic_write_text(out/'summary.md', '\n'.join(lines) + '\n')
     return 0
