@@ -21,8 +21,8 @@ from .audio import video_aligned_mel, mel_windows, mel_per_frame, LOG_FLOOR
 __all__ = ['DATASET_FORMAT', 'DATASET_VERSION', 'ARRAYS', 'CropSettings', 'track_file', 'dataset_key', 'read_manifest',
            'dataset_is_current', 'build_clip_dataset', 'clip_box_metrics', 'ClipData', 'polygon_mask',
            'opening_agreement', 'mouth_opening_agreement', 'teeth_luma_correlation', 'interior_teeth_agreement',
-           'WindowDataset', 'overlay_picture', 'clip_figure', 'inspect_clip', 'parse_raster_parts', 'crop_cmd',
-           'crop_corpus']
+           'teeth_shift_agreement', 'WindowDataset', 'overlay_picture', 'clip_figure', 'inspect_clip',
+           'parse_raster_parts', 'crop_cmd', 'crop_corpus']
 
 # %% ../nbs/21_dataset.ipynb #c005
 DATASET_FORMAT = 'dfe.dataset/1'
@@ -330,6 +330,42 @@ def interior_teeth_agreement(clip, # a clip folder or `ClipData`
     c = clip if isinstance(clip, ClipData) else ClipData(clip)
     v = np.flatnonzero(c.valid)
     return teeth_luma_correlation(np.asarray(c.frames)[v], c.part_tiles[np.asarray(c.part)[v]], (np.asarray(c.masks)[v] & MASK_BITS['mouth_interior']) > 0)
+
+# %% ../nbs/21_dataset.ipynb #c021h
+@torch.no_grad()
+def teeth_shift_agreement(clip, # a clip folder or `ClipData`
+                          shifts=((0., 0., 0.),), # (dx, dy, dz) offsets in cm, ICT model space (+y up, +z out of the face)
+                          parts=('teeth', 'gums_and_tongue'), # the parts moved (those the clip's raster draws)
+                          step:int=1, # use every step-th valid frame
+                          batch:int=32, # frames rasterised at once
+                          device=None,
+                         ) -> list: # per offset: dict(shift, r, teeth_fraction, pixels)
+    "`teeth_luma_correlation` of a clip's frames re-rasterised with the mouth-interior `parts` moved by each offset."
+    c = clip if isinstance(clip, ClipData) else ClipData(clip)
+    if step < 1: raise DfeError(f"step must be >= 1, got {step}")
+    dev = get_device(device)
+    p, S = c.params, c.size
+    rm = raster_model(len(p['identity']), tuple(c.manifest['part_names']), dev)
+    moved = [i for i, n in enumerate(rm.part_names) if n in parts]
+    if not moved: raise DfeError(f"{c.folder}: its raster draws none of the parts {list(parts)} (it has {list(rm.part_names)})")
+    vid = torch.unique(rm.faces[torch.isin(rm.face_part, torch.tensor(moved, device=dev))])
+    base = rm.neutral.clone()
+    v = np.flatnonzero(c.valid)[::step]
+    frames = np.asarray(c.frames)[v]
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)
+    out = []
+    for sh in shifts:
+        rm.neutral.copy_(base); rm.neutral[vid] += t(sh)
+        tiles, inter = [], []
+        for s in range(0, len(v), batch):
+            ii = v[s:s + batch]
+            verts = rm(identity=t(np.repeat(p['identity'][None], len(ii), 0)), expression=t(p['expression'][ii]),
+                       rotation=t(p['rotation'][ii]), translation=t(p['translation'][ii]))
+            r = crop_rasters(rm, verts, t(p['focal'][ii]), t(p['principal'][ii]), S)
+            tiles.append(r['tile'].cpu().numpy()); inter.append((r['masks'].cpu().numpy() & MASK_BITS['mouth_interior']) > 0)
+        res = teeth_luma_correlation(frames, np.concatenate(tiles), np.concatenate(inter)) if len(v) else dict(r=float('nan'), teeth_fraction=float('nan'), pixels=0)
+        out.append(dict(shift=[float(x) for x in sh], **res))
+    return out
 
 # %% ../nbs/21_dataset.ipynb #c023
 class WindowDataset(torch.utils.data.Dataset):
