@@ -356,15 +356,14 @@ def teeth_shift_agreement(clip, # a clip folder or `ClipData`
     out = []
     for sh in shifts:
         rm.neutral.copy_(base); rm.neutral[vid] += t(sh)
-        tiles, inter = [], []
+        tiles, inter = [np.zeros((0, S, S), np.int64)], [np.zeros((0, S, S), bool)]   # no frames: teeth_luma_correlation's empty result
         for s in range(0, len(v), batch):
             ii = v[s:s + batch]
             verts = rm(identity=t(np.repeat(p['identity'][None], len(ii), 0)), expression=t(p['expression'][ii]),
                        rotation=t(p['rotation'][ii]), translation=t(p['translation'][ii]))
             r = crop_rasters(rm, verts, t(p['focal'][ii]), t(p['principal'][ii]), S)
             tiles.append(r['tile'].cpu().numpy()); inter.append((r['masks'].cpu().numpy() & MASK_BITS['mouth_interior']) > 0)
-        res = teeth_luma_correlation(frames, np.concatenate(tiles), np.concatenate(inter)) if len(v) else dict(r=float('nan'), teeth_fraction=float('nan'), pixels=0)
-        out.append(dict(shift=[float(x) for x in sh], **res))
+        out.append(dict(shift=[float(x) for x in sh], **teeth_luma_correlation(frames, np.concatenate(tiles), np.concatenate(inter))))
     return out
 
 # %% ../nbs/21_dataset.ipynb #c023
