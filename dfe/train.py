@@ -26,7 +26,7 @@ __all__ = ['TEX_INITS', 'LR_DECAYS', 'TEXTURE_FORM', 'RESUMABLE_CHANGES', 'ADDED
            'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'unwrap_texture', 'renderer_from_state',
            'load_renderer', 'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock',
            'fit', 'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt',
-           'train_baseline', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
+           'train_baseline', 'choose_identities', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
@@ -937,6 +937,14 @@ def _train_config(config, iters:int, batch_size:int, lr:float, num_workers:int, 
     w = {k: v for k, v in dict(perceptual_frames=perceptual_frames, perceptual_crop=perceptual_crop).items() if v >= 0}
     return TrainConfig(model=config, iters=iters, batch_size=batch_size, lr=lr, num_workers=num_workers, seed=seed, weights=w, **kw)
 
+def choose_identities(identities, # the identities to draw from (any order; repeats are one)
+                      k:int, # how many to draw (0: all)
+                      seed:int=0) -> list: # random seed
+    "`k` of `identities` drawn at random with `seed`, sorted: the same draw for the same set, whatever order it comes in."
+    ids = sorted(set(identities))
+    if not 0 <= k <= len(ids): raise DfeError(f"cannot draw {k} identities: there are {len(ids)} to draw from ({', '.join(ids)})")
+    return ids if k == 0 else sorted(random.Random(seed).sample(ids, k))
+
 def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; default outputs/crop)
                     out:str='', # run folder (default outputs/train/prior-CONFIG); an existing run is resumed
                     config:str='cpu', # renderer configuration: cpu (128²) or paper (256²); clips must be cropped at its size
@@ -950,6 +958,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default, `default_loss_weights`)
                     perceptual_crop:float=-1, # ST-LPIPS on a square of this fraction of the side around the mouth (0: whole frames; -1: default)
                     heldout:str='default', # comma-separated identities never trained on ('default': dfe.data.DEFAULT_HELDOUT_IDENTITIES; 'none')
+                    identities:int=0, # train on this many of the identities not held out, drawn with --seed (`choose_identities`; 0: all): for priors on less data
                     init:str='', # continue from this prior (run folder, checkpoint or renderer file, e.g. dfe/weights/prior_cpu.pt): its generator, its textures for its actors, its mean texture for new ones; give it again to resume
                     num_workers:int=0, # DataLoader workers per process
                     seed:int=0,
@@ -962,8 +971,12 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     cs = [ClipData(f) for f in folders]
     use = [c for c in cs if c.identity not in held]
     skipped = sorted({c.identity for c in cs if c.identity in held})
+    pool = {c.identity for c in use}
+    keep = set(choose_identities(pool, identities, seed))
+    use = [c for c in use if c.identity in keep]
     if dist_info()[0] == 0 and int(os.environ.get('RANK', 0)) == 0:
-        print(f"prior: {len(use)} clips of {len({c.identity for c in use})} actors" + (f" (held out: {', '.join(skipped)})" if skipped else ''))
+        print(f"prior: {len(use)} clips of {len(keep)} actors" + (f" (held out: {', '.join(skipped)})" if skipped else '')
+              + (f"; {len(keep)} of {len(pool)} identities drawn with seed {seed}: {', '.join(sorted(keep))}" if identities else ''))
     form = dict(interior_pool=interior_pool, shared_interior=shared_interior)
     model = config if form == dict(interior_pool=1, shared_interior=False) else dict(renderer_config(config).to_dict(), **form)
     cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
