@@ -24,9 +24,11 @@ setuptools.setup(
     author=cfg['author'],
     author_email=cfg['author_email'],
     license='Apache-2.0',
-    packages=setuptools.find_packages(include=['dfe', 'dfe.*']),
+    # dfe/weights holds data only (the shipped prior and audio model): listed as a package of its own, so that
+    # setuptools ships its files without warning that a data folder looks like a package
+    packages=setuptools.find_namespace_packages(include=['dfe', 'dfe.*'], exclude=['*.__pycache__']),
     include_package_data=True,
-    package_data={'dfe': ['*.json', '*.tsv', 'weights/*.pt']},
+    package_data={'dfe': ['*.json', '*.tsv'], 'dfe.weights': ['*.pt']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + cfg['min_python'],
