@@ -26,7 +26,8 @@ __all__ = ['TEX_INITS', 'LR_DECAYS', 'TEXTURE_FORM', 'RESUMABLE_CHANGES', 'ADDED
            'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'unwrap_texture', 'renderer_from_state',
            'load_renderer', 'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock',
            'fit', 'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt',
-           'train_baseline', 'choose_identities', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
+           'train_baseline', 'renderer_settings', 'choose_identities', 'train_prior_cmd', 'adapt_cmd',
+           'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
@@ -937,6 +938,29 @@ def _train_config(config, iters:int, batch_size:int, lr:float, num_workers:int, 
     w = {k: v for k, v in dict(perceptual_frames=perceptual_frames, perceptual_crop=perceptual_crop).items() if v >= 0}
     return TrainConfig(model=config, iters=iters, batch_size=batch_size, lr=lr, num_workers=num_workers, seed=seed, weights=w, **kw)
 
+def renderer_settings(text:str, # KEY=VALUE pairs separated by commas, e.g. 'ch_base=4096,ch_max=256'; '' for none
+                      base='cpu', # the configuration they change (its values' types parse the text)
+                     ) -> dict: # the settings, typed
+    "Renderer settings (`dfe.models.RendererConfig` fields) from the command line, checked against the configuration."
+    cfg, out = renderer_config(base), {}
+    for item in (t.strip() for t in text.split(',') if t.strip()):
+        k, eq, v = item.partition('=')
+        k, v = k.strip(), v.strip()
+        if not eq or not k or not v: raise DfeError(f"renderer setting {item!r} is not KEY=VALUE")
+        if k not in RendererConfig.__dataclass_fields__:
+            raise DfeError(f"unknown renderer setting {k!r}; known: {', '.join(RendererConfig.__dataclass_fields__)}")
+        t = type(getattr(cfg, k))
+        try:
+            if t is bool:
+                if v.lower() not in ('true', 'false', '1', '0'): raise ValueError(v)
+                out[k] = v.lower() in ('true', '1')
+            else: out[k] = t(v)
+        except ValueError:
+            want = {bool: 'true or false', int: 'an integer', float: 'a number'}.get(t, t.__name__)
+            raise DfeError(f"renderer setting {k}={v!r}: expected {want}") from None
+    renderer_config(cfg, **out)   # the configuration's own checks
+    return out
+
 def choose_identities(identities, # the identities to draw from (any order; repeats are one)
                       k:int, # how many to draw (0: all)
                       seed:int=0) -> list: # random seed
@@ -955,6 +979,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     hflip:float=0., # chance that a training window is mirrored left to right (0: never)
                     interior_pool:int=1, # mouth-interior texels shared in blocks of this many per side (`RendererConfig.interior_pool`; 1: not)
                     shared_interior:bool=False, # one mouth-interior texture for all actors (`RendererConfig.shared_interior`); from a prior without one, it starts as its actors' mean
+                    renderer:str='', # renderer settings over the configuration's, as KEY=VALUE,... (`RendererConfig` fields; e.g. ch_base=4096,ch_max=256 for a wider generator)
                     perceptual_frames:int=-1, # frames per window in the ST-LPIPS loss (0: all; -1: the configuration's default, `default_loss_weights`)
                     perceptual_crop:float=-1, # ST-LPIPS on a square of this fraction of the side around the mouth (0: whole frames; -1: default)
                     heldout:str='default', # comma-separated identities never trained on ('default': dfe.data.DEFAULT_HELDOUT_IDENTITIES; 'none')
@@ -978,7 +1003,9 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
         print(f"prior: {len(use)} clips of {len(keep)} actors" + (f" (held out: {', '.join(skipped)})" if skipped else '')
               + (f"; {len(keep)} of {len(pool)} identities drawn with seed {seed}: {', '.join(sorted(keep))}" if identities else ''))
     form = dict(interior_pool=interior_pool, shared_interior=shared_interior)
-    model = config if form == dict(interior_pool=1, shared_interior=False) else dict(renderer_config(config).to_dict(), **form)
+    over = renderer_settings(renderer, config)
+    model = (config if form == dict(interior_pool=1, shared_interior=False) and not over
+             else renderer_config(config, **{**form, **over}).to_dict())
     cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
                         tex_init='mean' if init else 'random')
     res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, init=init or None, device=device or None, progress=progress)
