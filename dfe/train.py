@@ -990,6 +990,10 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     device:str='', # cpu or cuda (default: CUDA if available)
                     progress:bool=True): # progress bar
     "Train the person-generic renderer prior on every clip folder of DATA except the held-out identities."
+    form = dict(interior_pool=interior_pool, shared_interior=shared_interior)
+    over = renderer_settings(renderer, config)
+    clash = [k for k, d in (('interior_pool', 1), ('shared_interior', False)) if k in over and form[k] != d and over[k] != form[k]]
+    if clash: raise DfeError('; '.join(f"--{k.replace('_', '-')} {form[k]} and --renderer {k}={over[k]} disagree: give it once" for k in clash))
     held = (tuple(DEFAULT_HELDOUT_IDENTITIES) if heldout == 'default' else () if heldout in ('', 'none')
             else tuple(h.strip() for h in heldout.split(',') if h.strip()))
     folders = find_clip_folders(data or outputs_dir()/'crop')
@@ -1002,8 +1006,6 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     if dist_info()[0] == 0 and int(os.environ.get('RANK', 0)) == 0:
         print(f"prior: {len(use)} clips of {len(keep)} actors" + (f" (held out: {', '.join(skipped)})" if skipped else '')
               + (f"; {len(keep)} of {len(pool)} identities drawn with seed {seed}: {', '.join(sorted(keep))}" if identities else ''))
-    form = dict(interior_pool=interior_pool, shared_interior=shared_interior)
-    over = renderer_settings(renderer, config)
     model = (config if form == dict(interior_pool=1, shared_interior=False) and not over
              else renderer_config(config, **{**form, **over}).to_dict())
     cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
