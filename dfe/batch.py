@@ -9,7 +9,7 @@ from pathlib import Path
 from datetime import datetime
 from collections import Counter
 from urllib.parse import urlparse
-from .core import (DfeError, InputFileError, check_input_file, atomic_write_json, atomic_write_text,
+from .core import (DfeError, InputFileError, check_input_file, parse_value, atomic_write_json, atomic_write_text,
                       repo_root, data_dir, outputs_dir)
 
 # %% auto #0
@@ -42,8 +42,6 @@ def notebook_parameters(path) -> dict:
     return {k: dict(default=v['default'], type=v['inferred_type_name'], help=v['help']) for k, v in spec.items()}
 
 # %% ../nbs/73_batch.ipynb #c010
-_TRUE, _FALSE = {'true', 'yes', 'y', '1', 'on'}, {'false', 'no', 'n', '0', 'off'}
-
 def parse_parameter(text:str, # a cell of the job table
                     spec:dict): # the parameter, from `notebook_parameters`
     "`text` as a value of the parameter's type: its annotation, else its default's type, else a Python literal, else the text."
@@ -52,14 +50,7 @@ def parse_parameter(text:str, # a cell of the job table
         try: d = ast.literal_eval(spec.get('default') or 'None')
         except (ValueError, SyntaxError): d = None
         typ = type(d).__name__ if isinstance(d, (bool, int, float, str)) else None
-    if typ == 'str': return text
-    if typ == 'bool':
-        if text.lower() in _TRUE: return True
-        if text.lower() in _FALSE: return False
-        raise ValueError(f"{text!r} is not a bool (true/false, yes/no, 1/0)")
-    if typ in ('int', 'float'):
-        try: return int(text) if typ == 'int' else float(text)
-        except ValueError: raise ValueError(f"{text!r} is not {'an int' if typ == 'int' else 'a float'}") from None
+    if typ in ('int', 'float', 'bool', 'str'): return parse_value(text, dict(int=int, float=float, bool=bool, str=str)[typ])
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError): return text
 

@@ -14,9 +14,10 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import numpy as np
 
 # %% auto #0
-__all__ = ['DEFAULT_CLIP', 'DEFAULT_AUDIO', 'repo_root', 'shared_dir', 'data_dir', 'cache_dir', 'outputs_dir', 'DfeError',
-           'InputFileError', 'check_input_file', 'atomic_output', 'atomic_write_bytes', 'atomic_write_text',
-           'atomic_write_json', 'atomic_save_npz', 'sha256_file', 'get_device', 'live_kernel', 'StageTimer']
+__all__ = ['DEFAULT_CLIP', 'DEFAULT_AUDIO', 'TRUE_WORDS', 'FALSE_WORDS', 'repo_root', 'shared_dir', 'data_dir', 'cache_dir',
+           'outputs_dir', 'DfeError', 'InputFileError', 'check_input_file', 'parse_value', 'atomic_output',
+           'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'atomic_save_npz', 'sha256_file',
+           'get_device', 'live_kernel', 'StageTimer']
 
 # %% ../nbs/00_core.ipynb #c005
 def _is_checkout(p:Path) -> bool: return (p/'settings.ini').exists() and (p/'nbs').is_dir()
@@ -68,6 +69,25 @@ def check_input_file(path) -> Path:
     if p.is_dir(): raise InputFileError(p, "is a directory, not a file")
     if p.stat().st_size == 0: raise InputFileError(p, "is empty (0 bytes)")
     return p
+
+# %% ../nbs/00_core.ipynb #c013b
+TRUE_WORDS, FALSE_WORDS = ('true', 'yes', 'y', 'on', '1'), ('false', 'no', 'n', 'off', '0')
+
+def parse_value(text:str, # the text, e.g. a command-line value or a cell of a job table
+                typ:type, # bool, int, float or str
+               ):
+    "`text` as a value of `typ`; a `ValueError` that says what was expected if it is not one."
+    if typ is str: return text
+    t = text.strip()
+    if typ is bool:
+        if t.lower() in TRUE_WORDS: return True
+        if t.lower() in FALSE_WORDS: return False
+        raise ValueError(f"{text!r} is not a bool (true/false, yes/no, on/off, 1/0)")
+    if typ in (int, float):
+        try: return typ(t)
+        except ValueError: raise ValueError(f"{text!r} is not {'an int' if typ is int else 'a float'}") from None
+    raise TypeError(f"parse_value parses bool, int, float or str, not {getattr(typ, '__name__', typ)}")
+
 
 # %% ../nbs/00_core.ipynb #c015
 def _umask() -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import cv2
 import av
 from . import __version__
-from .core import DfeError, check_input_file
+from .core import DfeError, check_input_file, TRUE_WORDS
 from .io import VideoWriter, iter_frame_chunks, MediaError
 
 # %% auto #0
@@ -38,7 +38,7 @@ def read_provenance_tags(path # a video file
 def has_provenance_tag(tags:dict # container tags, e.g. from `read_provenance_tags`
                       ) -> bool:
     "Whether `tags` mark the video as synthetic: `synthetic=true`, or dfe's notice in `comment` or `description`."
-    if str(tags.get('synthetic', '')).strip().lower() in ('true', '1', 'yes'): return True
+    if str(tags.get('synthetic', '')).strip().lower() in TRUE_WORDS: return True
     return any('SYNTHETIC VIDEO' in str(tags.get(k, '')) and 'dfe' in str(tags.get(k, '')) for k in ('comment', 'description'))
 
 def provenance_tags(**extra # more container tags (e.g. title='...'); dfe's own tags take precedence

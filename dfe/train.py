@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import DfeError, InputFileError, atomic_output, atomic_write_json, atomic_write_text, outputs_dir, get_device
+from .core import DfeError, InputFileError, atomic_output, atomic_write_json, atomic_write_text, outputs_dir, get_device, parse_value
 from .data import DEFAULT_HELDOUT_IDENTITIES
 from .dataset import ClipData, WindowDataset, read_manifest, ARRAYS, _pid_alive
 from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer, WindowDiscriminator, LossWeights, STLPIPS,
@@ -949,15 +949,8 @@ def renderer_settings(text:str, # KEY=VALUE pairs separated by commas, e.g. 'ch_
         if not eq or not k or not v: raise DfeError(f"renderer setting {item!r} is not KEY=VALUE")
         if k not in RendererConfig.__dataclass_fields__:
             raise DfeError(f"unknown renderer setting {k!r}; known: {', '.join(RendererConfig.__dataclass_fields__)}")
-        t = type(getattr(cfg, k))
-        try:
-            if t is bool:
-                if v.lower() not in ('true', 'false', '1', '0'): raise ValueError(v)
-                out[k] = v.lower() in ('true', '1')
-            else: out[k] = t(v)
-        except ValueError:
-            want = {bool: 'true or false', int: 'an integer', float: 'a number'}.get(t, t.__name__)
-            raise DfeError(f"renderer setting {k}={v!r}: expected {want}") from None
+        try: out[k] = parse_value(v, type(getattr(cfg, k)))
+        except (ValueError, TypeError) as e: raise DfeError(f"renderer setting {k}: {e}") from None
     renderer_config(cfg, **out)   # the configuration's own checks
     return out
 
