@@ -983,9 +983,9 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     device:str='', # cpu or cuda (default: CUDA if available)
                     progress:bool=True): # progress bar
     "Train the person-generic renderer prior on every clip folder of DATA except the held-out identities."
-    form = dict(interior_pool=interior_pool, shared_interior=shared_interior)
+    form, plain = dict(interior_pool=interior_pool, shared_interior=shared_interior), dict(interior_pool=1, shared_interior=False)
     over = renderer_settings(renderer, config)
-    clash = [k for k, d in (('interior_pool', 1), ('shared_interior', False)) if k in over and form[k] != d and over[k] != form[k]]
+    clash = [k for k in form if k in over and form[k] != plain[k] and over[k] != form[k]]
     if clash: raise DfeError('; '.join(f"--{k.replace('_', '-')} {form[k]} and --renderer {k}={over[k]} disagree: give it once" for k in clash))
     held = (tuple(DEFAULT_HELDOUT_IDENTITIES) if heldout == 'default' else () if heldout in ('', 'none')
             else tuple(h.strip() for h in heldout.split(',') if h.strip()))
@@ -999,7 +999,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     if dist_info()[0] == 0 and int(os.environ.get('RANK', 0)) == 0:
         print(f"prior: {len(use)} clips of {len(keep)} actors" + (f" (held out: {', '.join(skipped)})" if skipped else '')
               + (f"; {len(keep)} of {len(pool)} identities drawn with seed {seed}: {', '.join(sorted(keep))}" if identities else ''))
-    model = (config if form == dict(interior_pool=1, shared_interior=False) and not over
+    model = (config if form == plain and not over
              else renderer_config(config, **{**form, **over}).to_dict())
     cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
                         tex_init='mean' if init else 'random')
