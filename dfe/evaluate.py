@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_evaluate.ipynb #c002
 from __future__ import annotations
-import os, re, json, time, hashlib, math, shutil
+import os, re, json, time, hashlib, math, shutil, warnings
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,8 @@ from .core import (DfeError, InputFileError, atomic_output, atomic_write_json, a
 from .dataset import ClipData
 from .models import STLPIPS, mouth_boxes, region_mask
 from .train import (TrainConfig, ClipSlice, actor_split, find_clip_folders, render_clip, read_log, load_state,
-                       renderer_from_state, adapt, train_baseline, RENDERER_FORMAT)
+                       renderer_from_state, adapt, train_baseline, RENDERER_FORMAT, settings_differences,
+                       _prior_state, _init_record)
 
 # %% auto #0
 __all__ = ['INCEPTION_SHA1', 'FID_NOTE', 'FID_CACHE_VERSION', 'EVAL_VERSION', 'TILE_LABELS', 'METHODS', 'METRIC_COLUMNS',
@@ -706,6 +707,23 @@ def _extend_from_shorter(out:Path, # the run folder to create, `BASE-Kit`
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('metrics.json', '*.png', '.lock'))
     tmp.rename(out)
 
+def _check_reused(run:Path, method:str, prior, cfg:TrainConfig) -> Path:
+    """A finished run about to be reused instead of trained: an error naming it if its settings are not `cfg`'s (bar those a
+    resumed run may change, `dfe.train.RESUMABLE_CHANGES`) or if it was adapted from a prior at another iteration; a warning if
+    only the prior's file differs (a copy or an fp16 export of the same checkpoint is a common, legitimate case)."""
+    rec = _run_json(run)
+    if diff := settings_differences(rec.get('train', {}), cfg):
+        raise DfeError(f"{run} is a finished run made with other settings ({', '.join(diff)}) than asked; it would be reused "
+                       f"as it is: remove it or give another experiment folder (--out)")
+    if method != 'baseline':
+        was, now = rec.get('init') or {}, _init_record(_prior_state(prior, 'cpu'))
+        if was.get('iter') != now['iter']:
+            raise DfeError(f"{run} was adapted from a prior at iteration {was.get('iter')} ({was.get('source')}), not from {prior} "
+                           f"at iteration {now['iter']}; it would be reused as it is: remove it or give another experiment folder (--out)")
+        if was.get('source') != now['source']:
+            warnings.warn(f"reusing {run}: it was adapted from {was.get('source')}, now {now['source']} is asked (same iteration {now['iter']})")
+    return run
+
 def train_run(folders:list, # one actor's clip folders
               root, # experiment folder (runs go to root/runs/ACTOR/METHOD-Nf-Kit)
               method:str, # 'full', 'nomix', 'texture' or 'baseline'
@@ -714,13 +732,13 @@ def train_run(folders:list, # one actor's clip folders
               cfg:TrainConfig, # settings (`experiment_config`), iterations included
               val_frames:int=0, # held-out frames (0: the default of `dfe.train.actor_split`)
               device=None, progress:bool=False) -> Path: # the run folder
-    "Train (or resume, or skip if done) one run of an experiment."
+    "Train (or resume) one run of an experiment; a finished run is reused, once `_check_reused` finds it made as asked."
     if method not in METHODS: raise DfeError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     n = _effective(frames, available_frames(folders, val_frames))
     actor = ClipData(folders[0]).identity
     base = f"{method}-{_frames_label(n)}f" + _settings_tag(cfg) + (f"-v{val_frames}" if val_frames else '')   # (a baseline's texture is random unless asked)
     out = Path(root)/'runs'/actor/f"{base}-{cfg.iters}it"
-    if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters: return out
+    if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters: return _check_reused(out, method, prior, cfg)
     if not out.exists(): _extend_from_shorter(out, base, cfg.iters)
     if progress: print(f"training {out} ({cfg.iters} iterations)", flush=True)
     kw = dict(device=device, progress=progress)

@@ -21,13 +21,13 @@ from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer,
 
 # %% auto #0
 __all__ = ['TEX_INITS', 'LR_DECAYS', 'TEXTURE_FORM', 'RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT',
-           'TRAIN_COMMANDS', 'lr_factor', 'TrainConfig', 'default_loss_weights', 'same_generator', 'ClipSlice',
-           'actor_split', 'write_synthetic_clip', 'InfiniteSampler', 'mirror_windows', 'dist_info', 'setup_distributed',
-           'load_state', 'renderer_state', 'save_renderer', 'mean_texture', 'unwrap_texture', 'renderer_from_state',
-           'load_renderer', 'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock',
-           'fit', 'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt',
-           'train_baseline', 'renderer_settings', 'choose_identities', 'train_prior_cmd', 'adapt_cmd',
-           'train_baseline_cmd', 'main']
+           'TRAIN_COMMANDS', 'lr_factor', 'TrainConfig', 'default_loss_weights', 'same_generator',
+           'settings_differences', 'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler',
+           'mirror_windows', 'dist_info', 'setup_distributed', 'load_state', 'renderer_state', 'save_renderer',
+           'mean_texture', 'unwrap_texture', 'renderer_from_state', 'load_renderer', 'export_prior_cmd', 'psnr',
+           'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock', 'fit', 'ranks_in_sync', 'train_step',
+           'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline', 'renderer_settings',
+           'choose_identities', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
@@ -110,6 +110,13 @@ def _compared_settings(d:dict) -> dict:
     A renderer field added after the run was made (e.g. `tex_levels`) counts at its default, which is how such runs were built."""
     d = dict(d, model=RendererConfig.from_dict(d['model']).to_dict()) if isinstance(d.get('model'), dict) else d
     return {k: v for k, v in d.items() if k not in RESUMABLE_CHANGES and not (k == 'unwrap_res' and d.get('tex_init') != 'unwrap')}
+
+def settings_differences(recorded:dict, # a run's training settings as its checkpoint or `run.json` records them
+                         cfg:TrainConfig, # the settings asked for
+                        ) -> list: # the names of the settings that differ, sorted
+    "Where a run's recorded settings differ from `cfg`, bar those a resumed run may change (`RESUMABLE_CHANGES`)."
+    old, new = (_compared_settings(d) for d in (ADDED_SETTINGS | recorded, json.loads(json.dumps(cfg.to_dict()))))
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 # %% ../nbs/31_train.ipynb #c008
 _CONSTANT_PARAMS = ('identity', 'frame_focal', 'frame_principal')
@@ -563,9 +570,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
         lr_was = float(resume['train'].get('lr_scale', ADDED_SETTINGS['lr_scale']))
         if resume['format'] != CKPT_FORMAT or resume.get('kind') != kind:
             raise DfeError(f"{out} holds a {resume.get('kind')!r} run, not {kind!r}: choose another output folder")
-        old, new = (_compared_settings(d) for d in (ADDED_SETTINGS | resume['train'], json.loads(json.dumps(cfg.to_dict()))))
-        if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff := settings_differences(resume['train'], cfg):
             raise DfeError(f"{out} was trained with other settings ({', '.join(diff)}): resume with the same settings or choose another output folder")
         clips = [_clip_from_record(d) for d in resume['clips']]
         mix_clips = [_clip_from_record(d) for d in resume['mix_clips']] or None

@@ -252,6 +252,36 @@ def test_experiment_drivers_tiny(setup, tmp_path, monkeypatch):
     assert min(r['iter'] for r in E.read_log(r3b['runs']['baseline'][0], 'train')) == 1
 
 
+def test_reused_runs_must_match_what_is_asked(setup, tmp_path, monkeypatch):
+    "A finished run is reused only if it was made with the settings and the prior asked; otherwise an error names it."
+    import shutil, warnings
+    folders = E.actor_clips(setup/'new')['vox_h']
+    root, prior = tmp_path/'eval', setup/'prior'
+    cfg = E.experiment_config(prior, 2, TINY)
+    runs = {m: E.train_run(folders, root, m, 10, prior, cfg, device='cpu') for m in ('nomix', 'baseline')}
+    boom = lambda *a, **k: (_ for _ in ()).throw(AssertionError('should not run'))
+    for f in ('adapt', 'train_baseline'): monkeypatch.setattr(E, f, boom)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')          # the same prior, the same settings: reused silently
+        assert {m: E.train_run(folders, root, m, 10, prior, cfg, device='cpu') for m in runs} == runs
+    # other settings than the run was made with (but a longer validation interval, which a resumed run may change, is fine)
+    assert E.train_run(folders, root, 'baseline', 10, prior, replace(cfg, val_every=5), device='cpu') == runs['baseline']
+    for m in runs:
+        with pytest.raises(DfeError, match=r'baseline-10f-2it|nomix-10f-2it') as e: E.train_run(folders, root, m, 10, prior, replace(cfg, lr=5e-4), device='cpu')
+        assert 'other settings (lr)' in str(e.value) and str(runs[m]) in str(e.value)
+    # an adaptation from a prior at another iteration is refused; the baseline, which has no prior, is not affected
+    monkeypatch.undo(); monkeypatch.setenv('DFE_CACHE', str(tmp_path/'cache'))
+    later = tmp_path/'prior3'
+    shutil.copytree(prior, later)
+    train_prior([setup/'prior_clips'/'synth_a_1', setup/'prior_clips'/'synth_b_1'], later, replace(TINY, iters=3), progress=False)
+    with pytest.raises(DfeError, match='iteration 2') as e: E.train_run(folders, root, 'nomix', 10, later, cfg, device='cpu')
+    assert str(runs['nomix']) in str(e.value) and 'iteration 3' in str(e.value)
+    assert E.train_run(folders, root, 'baseline', 10, later, cfg, device='cpu') == runs['baseline']
+    # the same checkpoint under another name: reused, with a warning naming both
+    shutil.copy(prior/'ckpt'/'last.pt', tmp_path/'copy.pt')
+    with pytest.warns(UserWarning, match='copy.pt'): assert E.train_run(folders, root, 'nomix', 10, tmp_path/'copy.pt', cfg, device='cpu') == runs['nomix']
+
+
 def test_table3_mean_texture_and_per_actor(setup, tmp_path, capsys):
     "`--tex-init mean` adaptations are named apart, the baseline keeps its random texture, and several actors get their own speed-ups."
     import shutil
