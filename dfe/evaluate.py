@@ -707,22 +707,36 @@ def _extend_from_shorter(out:Path, # the run folder to create, `BASE-Kit`
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('metrics.json', '*.png', '.lock'))
     tmp.rename(out)
 
-def _check_reused(run:Path, method:str, prior, cfg:TrainConfig) -> Path:
-    """A finished run about to be reused instead of trained: an error naming it if its settings are not `cfg`'s (bar those a
-    resumed run may change, `dfe.train.RESUMABLE_CHANGES`) or if it was adapted from a prior at another iteration; a warning if
-    only the prior's file differs (a copy or an fp16 export of the same checkpoint is a common, legitimate case)."""
+def _reuse_problem(run:Path, method:str, prior, cfg:TrainConfig) -> str|None:
+    """Why a finished run may not stand for the one asked, or None: its settings are not `cfg`'s (bar those a resumed run
+    may change, `dfe.train.RESUMABLE_CHANGES`), or it was adapted from a prior at another iteration. It warns if only the
+    prior's file differs (a copy or an fp16 export of the same checkpoint is a common, legitimate case)."""
     rec = _run_json(run)
-    if diff := settings_differences(rec.get('train', {}), cfg):
-        raise DfeError(f"{run} is a finished run made with other settings ({', '.join(diff)}) than asked; it would be reused "
-                       f"as it is: remove it or give another experiment folder (--out)")
-    if method != 'baseline':
-        was, now = rec.get('init') or {}, _init_record(_prior_state(prior, 'cpu'))
-        if was.get('iter') != now['iter']:
-            raise DfeError(f"{run} was adapted from a prior at iteration {was.get('iter')} ({was.get('source')}), not from {prior} "
-                           f"at iteration {now['iter']}; it would be reused as it is: remove it or give another experiment folder (--out)")
-        if was.get('source') != now['source']:
-            warnings.warn(f"reusing {run}: it was adapted from {was.get('source')}, now {now['source']} is asked (same iteration {now['iter']})")
-    return run
+    if diff := settings_differences(rec.get('train', {}), cfg): return f"{run} is a finished run made with other settings ({', '.join(diff)}) than asked"
+    if method == 'baseline': return None
+    was, now = rec.get('init') or {}, _init_record(_prior_state(prior, 'cpu'))
+    if was.get('iter') != now['iter']:
+        return f"{run} was adapted from a prior at iteration {was.get('iter')} ({was.get('source')}), not from {prior} at iteration {now['iter']}"
+    if was.get('source') != now['source']:
+        warnings.warn(f"reusing {run}: it was adapted from {was.get('source')}, now {now['source']} is asked (same iteration {now['iter']})")
+    return None
+
+def _take_finished(out:Path, # the run folder to create
+                   runs_from, # another experiment folder
+                   method:str, prior, cfg:TrainConfig, progress:bool=False) -> bool:
+    """Copy the finished run of the same actor and name from `runs_from` to `out` if it was made as asked (`_reuse_problem`).
+    False if there is none or it was made otherwise (e.g. adapted from another prior): then `out` is trained."""
+    src = Path(runs_from)/'runs'/out.parent.name/out.name
+    if not ((src/'renderer.pt').exists() and run_iterations(src) >= cfg.iters): return False
+    if why := _reuse_problem(src, method, prior, cfg):
+        if progress: print(f"not copied, to be trained here: {why}", flush=True)
+        return False
+    if progress: print(f"copying {src} to {out}", flush=True)
+    tmp = out.with_name(out.name + '.partial')
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('.lock'))
+    tmp.rename(out)
+    return True
 
 def train_run(folders:list, # one actor's clip folders
               root, # experiment folder (runs go to root/runs/ACTOR/METHOD-Nf-Kit)
@@ -731,14 +745,19 @@ def train_run(folders:list, # one actor's clip folders
               prior, # the prior
               cfg:TrainConfig, # settings (`experiment_config`), iterations included
               val_frames:int=0, # held-out frames (0: the default of `dfe.train.actor_split`)
-              device=None, progress:bool=False) -> Path: # the run folder
-    "Train (or resume) one run of an experiment; a finished run is reused, once `_check_reused` finds it made as asked."
+              device=None, progress:bool=False,
+              runs_from=None, # another experiment folder: its finished run of the same actor and name is copied in instead of trained, if made as asked
+             ) -> Path: # the run folder
+    "Train (or resume) one run of an experiment; a finished run is reused if it was made as asked (`_reuse_problem`), else an error names it."
     if method not in METHODS: raise DfeError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     n = _effective(frames, available_frames(folders, val_frames))
     actor = ClipData(folders[0]).identity
     base = f"{method}-{_frames_label(n)}f" + _settings_tag(cfg) + (f"-v{val_frames}" if val_frames else '')   # (a baseline's texture is random unless asked)
     out = Path(root)/'runs'/actor/f"{base}-{cfg.iters}it"
-    if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters: return _check_reused(out, method, prior, cfg)
+    if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters:
+        if why := _reuse_problem(out, method, prior, cfg): raise DfeError(f"{why}; it would be reused as it is: remove it or give another experiment folder (--out)")
+        return out
+    if not out.exists() and runs_from is not None and _take_finished(out, runs_from, method, prior, cfg, progress): return out
     if not out.exists(): _extend_from_shorter(out, base, cfg.iters)
     if progress: print(f"training {out} ({cfg.iters} iterations)", flush=True)
     kw = dict(device=device, progress=progress)
@@ -807,13 +826,13 @@ def _bar_figure(rows:list, title:str, metrics=('psnr', 'ssim', 'stlpips', 'fid')
 
 _COLOURS = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd')
 
-def _collect(groups:dict, root:Path, specs:list, prior, cfgs:dict, val_frames:int, fid:str, device, progress:bool) -> tuple:
+def _collect(groups:dict, root:Path, specs:list, prior, cfgs:dict, val_frames:int, fid:str, device, progress:bool, runs_from=None) -> tuple:
     "Train and evaluate (method, frames) for every actor: (rows averaged over actors, per-actor results)."
     per, rows = [], []
     for meth, n in specs:
         res = []
         for actor, folders in groups.items():
-            run = train_run(folders, root, meth, n, prior, cfgs[meth], val_frames, device, progress)
+            run = train_run(folders, root, meth, n, prior, cfgs[meth], val_frames, device, progress, runs_from)
             if progress: print(f"evaluating {run}", flush=True)
             m = evaluate_run(run, device=device, fid=fid, reuse=True, progress=progress)
             m = {k: m.get(k) for k in _KEEP} | dict(eval_frames=m['frames'], actor=actor, method=meth, frames=_frames_label(n), run=str(run))
@@ -881,11 +900,13 @@ def table1(clips, # the held-out actors' clip folders (grouped by identity)
            frames=(100, 0), # training-frame settings (0: all available)
            baseline_iters:int|None=None, # iterations of the baseline (default: `iters`)
            cfg:TrainConfig|None=None, # training settings template (`experiment_config`)
-           val_frames:int=0, fid:str='both', device=None, progress:bool=False) -> dict:
+           val_frames:int=0, fid:str='both', device=None, progress:bool=False,
+           runs_from=None, # another experiment folder to copy finished runs from (`train_run`)
+          ) -> dict:
     "Table 1 analog: ours full / texture-only / baseline at each number of training frames."
     groups, root, cfgs = _setup(clips, prior, out, iters, baseline_iters, cfg)
     specs = [(m, n) for n in frames for m in ('full', 'texture', 'baseline')]
-    rows, per = _collect(groups, root, specs, prior, cfgs, val_frames, fid, device, progress)
+    rows, per = _collect(groups, root, specs, prior, cfgs, val_frames, fid, device, progress, runs_from)
     md = _header('Table 1 analog: re-enactment quality', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
                  FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
     data = dict(experiment='table1', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
@@ -893,10 +914,10 @@ def table1(clips, # the held-out actors' clip folders (grouped by identity)
 
 def table4(clips, prior, out=None, iters:int=1000,
            frames:int=100, # training frames (the paper: 100)
-           cfg:TrainConfig|None=None, val_frames:int=0, fid:str='both', device=None, progress:bool=False) -> dict:
+           cfg:TrainConfig|None=None, val_frames:int=0, fid:str='both', device=None, progress:bool=False, runs_from=None) -> dict:
     "Table 4 analog: adaptation with and without mixed training batches."
     groups, root, cfgs = _setup(clips, prior, out, iters, None, cfg)
-    rows, per = _collect(groups, root, [('nomix', frames), ('full', frames)], prior, cfgs, val_frames, fid, device, progress)
+    rows, per = _collect(groups, root, [('nomix', frames), ('full', frames)], prior, cfgs, val_frames, fid, device, progress, runs_from)
     md = _header('Table 4 analog: mixed training ablation', prior, groups, iters, FID_NOTE + _tex_note(cfg)) + results_markdown(rows)
     data = dict(experiment='table4', prior_path=str(prior), actors=list(groups), rows=rows, per_actor=per, fid_note=FID_NOTE, tex_init=cfgs['full'].tex_init)
     return dict(data, files=_write_outputs(root, 'table4' + _settings_tag(cfg) + _frames_tag(frames, 100), md, data, _bar_figure(rows, 'Table 4 analog')))
@@ -915,6 +936,7 @@ def figure7(clips, prior, out=None, iters:int=1000,
             progress:bool=False,
             methods=('full', 'baseline'), # the methods compared (`METHODS` keys)
             baseline_tex_init:str='random', # the baseline's texture: 'random' (the paper) or 'unwrap' (a control for `tex_init='unwrap'`)
+            runs_from=None, # another experiment folder to copy finished runs from (`train_run`)
            ) -> dict:
     "Figure 7 analog: quality against the number of training frames, ours vs the baseline."
     import plotly.graph_objects as go
@@ -925,7 +947,7 @@ def figure7(clips, prior, out=None, iters:int=1000,
     for actor, folders in groups.items():          # frame settings that are the same run for this actor are trained once
         avail = available_frames(folders, val_frames)
         ns = list(dict.fromkeys(_effective(n, avail) for n in frames))
-        _, p = _collect({actor: folders}, root, [(m, n) for m in methods for n in ns], prior, cfgs, val_frames, fid, device, progress)
+        _, p = _collect({actor: folders}, root, [(m, n) for m in methods for n in ns], prior, cfgs, val_frames, fid, device, progress, runs_from)
         per += p
     labels = sorted({p['frames'] for p in per}, key=lambda l: (l == 'all', int(l) if l != 'all' else 0))
     for meth in methods:
@@ -960,12 +982,13 @@ def table3(clips, prior, out=None, iters:int=1000,
            cfg:TrainConfig|None=None, val_frames:int=0, device=None, progress:bool=False,
            method:str='full', # the adaptation from the prior compared with the baseline: 'full', 'nomix' or 'texture'
            baseline_tex_init:str='random', # the baseline's texture: 'random' (the paper) or 'unwrap' (a control for `tex_init='unwrap'`)
+           runs_from=None, # another experiment folder to copy finished runs from (`train_run`)
           ) -> dict:
     "Table 3 analog: training iterations to reach each validation PSNR, prior vs baseline, and the speed-up."
     import plotly.graph_objects as go
     if method == 'baseline' or method not in METHODS: raise DfeError(f"table3 compares an adaptation with the baseline: method must be one of full, nomix, texture, not {method!r}")
     groups, root, cfgs = _setup(clips, prior, out, iters, baseline_iters, cfg, baseline_tex_init)
-    runs = {m: [train_run(f, root, m, frames, prior, cfgs[m], val_frames, device, progress) for f in groups.values()] for m in (method, 'baseline')}
+    runs = {m: [train_run(f, root, m, frames, prior, cfgs[m], val_frames, device, progress, runs_from) for f in groups.values()] for m in (method, 'baseline')}
     t = speedup_table(runs[method], runs['baseline'], thresholds)
     every, dense = _val_schedule(runs[method] + runs['baseline'], cfgs[method])
     L = [_header('Table 3 analog: training iterations to reach a validation PSNR', prior, groups, f"{iters} (baseline {baseline_iters or iters})",
@@ -1071,6 +1094,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
                        hflip:float=0., # chance that a training window is mirrored left to right, for every method (0: never, the paper)
                        lr_decay:str='none', # every method's learning-rate schedule: none (constant, the paper) or cosine
                        seed:int=0, # training seed of every run (batches, references, new textures); run and table names carry it unless 0
+                       runs_from:str='', # another experiment folder: its finished runs of the same names are copied in instead of trained if made with the same settings (an adaptation: and a prior at the same iteration), e.g. the baselines, which depend on the prior's sizes only
                        device:str='', progress:bool=True):
     "Reproduce a paper experiment on held-out actors: train/resume the runs, score them, write tables (md, json) and plotly figures."
     from dfe.data import DEFAULT_HELDOUT_IDENTITIES
@@ -1084,7 +1108,8 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
     pr = prior or outputs_dir()/'train'/'prior-cpu'
     cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, val_dense=val_dense, tex_init=tex_init, unwrap_res=unwrap_res, hflip=hflip,
                       lr_decay=lr_decay, seed=seed)
-    common = dict(clips=folders, prior=pr, out=out or None, iters=iters, cfg=cfg, val_frames=val_frames, device=device or None, progress=progress)
+    common = dict(clips=folders, prior=pr, out=out or None, iters=iters, cfg=cfg, val_frames=val_frames, device=device or None, progress=progress,
+                  runs_from=runs_from or None)
     for n in names:
         kw = dict(common)
         if n != 'table4': kw['baseline_iters'] = baseline_iters or None

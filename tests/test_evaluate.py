@@ -269,6 +269,15 @@ def test_reused_runs_must_match_what_is_asked(setup, tmp_path, monkeypatch):
     for m in runs:
         with pytest.raises(DfeError, match=r'baseline-10f-2it|nomix-10f-2it') as e: E.train_run(folders, root, m, 10, prior, replace(cfg, lr=5e-4), device='cpu')
         assert 'other settings (lr)' in str(e.value) and str(runs[m]) in str(e.value)
+    # another experiment folder takes finished runs from this one (checked the same way) instead of training them
+    r7 = E.figure7([setup/'new'], prior, tmp_path/'eval2', iters=2, frames=(10,), cfg=TINY, fid='none', device='cpu',
+                   methods=('nomix', 'baseline'), runs_from=root)
+    assert [(p['method'], Path(p['run'])) for p in r7['per_actor']] == [(m, tmp_path/'eval2'/'runs'/'vox_h'/f'{m}-10f-2it') for m in ('nomix', 'baseline')]
+    assert all(E.run_iterations(p['run']) == 2 for p in r7['per_actor'])
+    assert (runs['baseline']/'renderer.pt').exists() and not list((tmp_path/'eval2'/'runs'/'vox_h').glob('*.partial'))
+    with pytest.raises(AssertionError, match='should not run'):       # made otherwise: not copied, so it would be trained
+        E.train_run(folders, tmp_path/'eval3', 'baseline', 10, prior, replace(cfg, lr=5e-4), device='cpu', runs_from=root)
+    assert not list((tmp_path/'eval3'/'runs'/'vox_h').glob('baseline-*'))
     # an adaptation from a prior at another iteration is refused; the baseline, which has no prior, is not affected
     monkeypatch.undo(); monkeypatch.setenv('DFE_CACHE', str(tmp_path/'cache'))
     later = tmp_path/'prior3'
@@ -277,6 +286,14 @@ def test_reused_runs_must_match_what_is_asked(setup, tmp_path, monkeypatch):
     with pytest.raises(DfeError, match='iteration 2') as e: E.train_run(folders, root, 'nomix', 10, later, cfg, device='cpu')
     assert str(runs['nomix']) in str(e.value) and 'iteration 3' in str(e.value)
     assert E.train_run(folders, root, 'baseline', 10, later, cfg, device='cpu') == runs['baseline']
+    # so an experiment with the later prior, taking runs from this one, copies the baseline and trains the adaptation
+    r7 = E.figure7([setup/'new'], later, tmp_path/'eval4', iters=2, frames=(10,), cfg=TINY, fid='none', device='cpu',
+                   methods=('nomix', 'baseline'), runs_from=root)
+    got = {p['method']: Path(p['run']) for p in r7['per_actor']}
+    assert (got['baseline']/'renderer.pt').read_bytes() == (runs['baseline']/'renderer.pt').read_bytes()
+    assert json.loads((got['nomix']/'run.json').read_text())['init']['iter'] == 3
+    from dfe.cli import parser_for
+    assert parser_for(E.evaluate_paper_cmd, 'dfe evaluate-paper').parse_args(['figure7', '--runs-from', str(root)]).runs_from == str(root)
     # the same checkpoint under another name: reused, with a warning naming both
     shutil.copy(prior/'ckpt'/'last.pt', tmp_path/'copy.pt')
     with pytest.warns(UserWarning, match='copy.pt'): assert E.train_run(folders, root, 'nomix', 10, tmp_path/'copy.pt', cfg, device='cpu') == runs['nomix']
