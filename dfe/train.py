@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_train.ipynb #c002
 from __future__ import annotations
-import os, sys, json, math, time, random, contextlib
+import os, sys, json, math, time, random, contextlib, shutil
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 import numpy as np
@@ -63,6 +63,7 @@ class TrainConfig:
     val_dense:int = 0             # also validate after every iteration up to this one (exact iteration counts where the PSNR rises fastest, `dfe.evaluate.table3`)
     log_every:int = 10            # iterations between log lines
     ckpt_every:int = 250          # iterations between checkpoints
+    keep_every:int = 0            # iterations between checkpoints also kept as `ckpt/iter-NNNNNN.pt` (0: none): one run's snapshots, to evaluate it at several points
     num_workers:int = 0           # DataLoader worker processes per training process
     hflip:float = 0.              # chance that a training window is mirrored left to right (`mirror_windows`); 0: never (the paper)
     lr_decay:str = 'none'         # learning-rate schedule over the run's `iters`: 'none' (constant) or 'cosine' (from the rates down to 0 at the last iteration)
@@ -72,7 +73,7 @@ class TrainConfig:
         if self.weights is None: self.weights = default_loss_weights(self.renderer())
         elif isinstance(self.weights, dict): self.weights = replace(default_loss_weights(self.renderer()), **self.weights)
         self.betas = tuple(self.betas)
-        if self.val_every < 0 or self.val_dense < 0: raise DfeError(f"val_every and val_dense count iterations: need >= 0 (got {self.val_every}, {self.val_dense})")
+        if self.val_every < 0 or self.val_dense < 0 or self.keep_every < 0: raise DfeError(f"val_every, val_dense and keep_every count iterations: need >= 0 (got {self.val_every}, {self.val_dense}, {self.keep_every})")
         if self.batch_size < 1 or self.iters < 0: raise DfeError(f"need batch_size >= 1 and iters >= 0 (got {self.batch_size}, {self.iters})")
         if not self.lr_scale > 0: raise DfeError(f"lr_scale must be positive, got {self.lr_scale}")
         if not 0 <= self.hflip <= 1: raise DfeError(f"hflip is a probability in [0, 1], got {self.hflip}")
@@ -101,9 +102,9 @@ def same_generator(a:RendererConfig, # the configuration a run starts from
     return replace(a, **{k: getattr(b, k) for k in TEXTURE_FORM}) == b and not (a.shared_interior and not b.shared_interior)
 
 # settings that may differ when a run is resumed
-RESUMABLE_CHANGES = ('iters', 'val_every', 'val_dense', 'log_every', 'ckpt_every', 'num_workers', 'val_windows', 'lr_scale')
+RESUMABLE_CHANGES = ('iters', 'val_every', 'val_dense', 'log_every', 'ckpt_every', 'keep_every', 'num_workers', 'val_windows', 'lr_scale')
 # settings added after runs were made, with the value those runs had (a run that does not record one resumes at it)
-ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0., 'val_dense': 0, 'lr_decay': 'none'}
+ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0., 'val_dense': 0, 'lr_decay': 'none', 'keep_every': 0}
 
 def _compared_settings(d:dict) -> dict:
     """The settings a resumed run must share with its checkpoint's (`unwrap_res` only matters with `tex_init='unwrap'`).
@@ -717,9 +718,11 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
             _append_log(log_path, rec)
             if callback: callback(rec)
             t_last += time.perf_counter() - t0      # validation time is not training time (nor is saving, below)
-        if it % cfg.ckpt_every == 0 or it == cfg.iters:
+        keep = cfg.keep_every and it % cfg.keep_every == 0
+        if it % cfg.ckpt_every == 0 or it == cfg.iters or keep:
             t0 = time.perf_counter()
             if rank == 0: _save_checkpoint(ckpt_path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_clips, val_clips)
+            if rank == 0 and keep: _keep_checkpoint(ckpt_path, it)
             _barrier(world)
             t_last += time.perf_counter() - t0
     bar.close()
@@ -786,6 +789,13 @@ def train_step(R, # the renderer (possibly DDP-wrapped)
         opt_d.step()
     L['total'] = total
     return {k: float(v.detach()) for k, v in L.items()}
+
+def _keep_checkpoint(ckpt_path:Path, it:int) -> Path:
+    "Keep a copy of the checkpoint just saved as `iter-NNNNNN.pt` beside it (written atomically)."
+    dst = ckpt_path.with_name(f'iter-{it:06d}.pt')
+    tmp = dst.with_name(dst.name + '.tmp')
+    shutil.copyfile(ckpt_path, tmp); os.replace(tmp, dst)
+    return dst
 
 def _save_checkpoint(path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_clips, val_clips):
     st = dict(format=CKPT_FORMAT, kind=kind, iter=it, train=json.loads(json.dumps(cfg.to_dict())), actors=actors,
@@ -974,6 +984,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     batch_size:int=4, # windows per iteration (over all processes)
                     lr:float=TrainConfig.lr, # generator learning rate
                     lr_scale:float=1., # a factor on all learning rates; may change when the run is resumed (a step schedule)
+                    keep_every:int=0, # also keep the checkpoint every this many iterations as ckpt/iter-NNNNNN.pt (0: only the last), to evaluate the prior at several points; may change on resume
                     hflip:float=0., # chance that a training window is mirrored left to right (0: never)
                     interior_pool:int=1, # mouth-interior texels shared in blocks of this many per side (`RendererConfig.interior_pool`; 1: not)
                     shared_interior:bool=False, # one mouth-interior texture for all actors (`RendererConfig.shared_interior`); from a prior without one, it starts as its actors' mean
@@ -1007,7 +1018,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     model = (config if form == plain and not over
              else renderer_config(config, **{**form, **over}).to_dict())
     cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
-                        tex_init='mean' if init else 'random')
+                        keep_every=keep_every, tex_init='mean' if init else 'random')
     res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, init=init or None, device=device or None, progress=progress)
     _print_summary(res)
     return 0
