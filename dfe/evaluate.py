@@ -701,10 +701,13 @@ def _extend_from_shorter(out:Path, # the run folder to create, `BASE-Kit`
     done = [(int(m[1]), p) for p in out.parent.glob(f'{base}-*it') if (m := pat.match(p.name)) and int(m[1]) < iters
             and (p/'renderer.pt').exists() and (p/'ckpt'/'last.pt').exists() and run_iterations(p) == int(m[1])]
     if not done: return
-    src = max(done)[1]
+    _copy_run(max(done)[1], out, 'metrics.json', '*.png')
+
+def _copy_run(src:Path, out:Path, *skip:str):
+    "Copy a run folder to `out` (which must not exist) through `out.partial`, so that `out` appears whole or not at all; its lock and `skip` patterns are left behind."
     tmp = out.with_name(out.name + '.partial')
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('metrics.json', '*.png', '.lock'))
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('.lock', *skip))
     tmp.rename(out)
 
 def _reuse_problem(run:Path, method:str, prior, cfg:TrainConfig) -> str|None:
@@ -732,10 +735,7 @@ def _take_finished(out:Path, # the run folder to create
         if progress: print(f"not copied, to be trained here: {why}", flush=True)
         return False
     if progress: print(f"copying {src} to {out}", flush=True)
-    tmp = out.with_name(out.name + '.partial')
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('.lock'))
-    tmp.rename(out)
+    _copy_run(src, out)
     return True
 
 def train_run(folders:list, # one actor's clip folders

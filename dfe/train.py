@@ -793,8 +793,7 @@ def train_step(R, # the renderer (possibly DDP-wrapped)
 def _keep_checkpoint(ckpt_path:Path, it:int) -> Path:
     "Keep a copy of the checkpoint just saved as `iter-NNNNNN.pt` beside it (written atomically)."
     dst = ckpt_path.with_name(f'iter-{it:06d}.pt')
-    tmp = dst.with_name(dst.name + '.tmp')
-    shutil.copyfile(ckpt_path, tmp); os.replace(tmp, dst)
+    with atomic_output(dst) as tmp: shutil.copyfile(ckpt_path, tmp)
     return dst
 
 def _save_checkpoint(path, R, D, opt, opt_d, it, kind, cfg, actors, clips, mix_clips, val_clips):
