@@ -710,6 +710,10 @@ def _copy_run(src:Path, out:Path, *skip:str):
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns('.lock', *skip))
     tmp.rename(out)
 
+def _finished(run:Path, iters:int) -> bool:
+    "True if the run folder holds an exported renderer of at least `iters` iterations."
+    return (run/'renderer.pt').exists() and run_iterations(run) >= iters
+
 def _reuse_problem(run:Path, method:str, prior, cfg:TrainConfig) -> str|None:
     """Why a finished run may not stand for the one asked, or None: its settings are not `cfg`'s (bar those a resumed run
     may change, `dfe.train.RESUMABLE_CHANGES`), or it was adapted from a prior at another iteration. It warns if only the
@@ -730,7 +734,7 @@ def _take_finished(out:Path, # the run folder to create
     """Copy the finished run of the same actor and name from `runs_from` to `out` if it was made as asked (`_reuse_problem`).
     False if there is none or it was made otherwise (e.g. adapted from another prior): then `out` is trained."""
     src = Path(runs_from)/'runs'/out.parent.name/out.name
-    if not ((src/'renderer.pt').exists() and run_iterations(src) >= cfg.iters): return False
+    if not _finished(src, cfg.iters): return False
     if why := _reuse_problem(src, method, prior, cfg):
         if progress: print(f"not copied, to be trained here: {why}", flush=True)
         return False
@@ -754,7 +758,7 @@ def train_run(folders:list, # one actor's clip folders
     actor = ClipData(folders[0]).identity
     base = f"{method}-{_frames_label(n)}f" + _settings_tag(cfg) + (f"-v{val_frames}" if val_frames else '')   # (a baseline's texture is random unless asked)
     out = Path(root)/'runs'/actor/f"{base}-{cfg.iters}it"
-    if (out/'renderer.pt').exists() and run_iterations(out) >= cfg.iters:
+    if _finished(out, cfg.iters):
         if why := _reuse_problem(out, method, prior, cfg): raise DfeError(f"{why}; it would be reused as it is: remove it or give another experiment folder (--out)")
         return out
     if not out.exists() and runs_from is not None and _take_finished(out, runs_from, method, prior, cfg, progress): return out
