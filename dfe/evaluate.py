@@ -714,28 +714,39 @@ def _finished(run:Path, iters:int) -> bool:
     "True if the run folder holds an exported renderer of at least `iters` iterations."
     return (run/'renderer.pt').exists() and run_iterations(run) >= iters
 
-def _reuse_problem(run:Path, method:str, prior, cfg:TrainConfig) -> str|None:
+def _reuse_problem(run:Path, method:str, prior, cfg:TrainConfig, folders:list) -> str|None:
     """Why a finished run may not stand for the one asked, or None: its settings are not `cfg`'s (bar those a resumed run
-    may change, `dfe.train.RESUMABLE_CHANGES`), or it was adapted from a prior at another iteration. It warns if only the
-    prior's file differs (a copy or an fp16 export of the same checkpoint is a common, legitimate case)."""
+    may change, `dfe.train.RESUMABLE_CHANGES`), it was trained or validated on clip folders other than `folders` (another
+    crop of the same clips, say), or it was adapted from another prior: one whose generator has another fingerprint
+    (`dfe.train.generator_fingerprint`; a copy or the float16 export of the same checkpoint has the same one). A run made
+    before fingerprints were recorded is compared by the prior's iteration, with a warning if only the prior's file differs."""
     rec = _run_json(run)
     if diff := settings_differences(rec.get('train', {}), cfg): return f"{run} is a finished run made with other settings ({', '.join(diff)}) than asked"
+    asked = {Path(f).resolve() for f in folders}
+    if other := sorted({c['folder'] for c in rec.get('clips', []) + rec.get('val_clips', []) if Path(c['folder']).resolve() not in asked}):
+        return f"{run} was made from other clip folders ({', '.join(other)}) than asked"
     if method == 'baseline': return None
     was, now = rec.get('init') or {}, _init_record(_prior_state(prior, 'cpu'))
+    if was.get('generator'):
+        if was['generator'] != now['generator']:
+            return (f"{run} was adapted from another prior ({was.get('source')}, iteration {was.get('iter')}, generator {was['generator']}) "
+                    f"than {prior} (iteration {now['iter']}, generator {now['generator']})")
+        return None
     if was.get('iter') != now['iter']:
         return f"{run} was adapted from a prior at iteration {was.get('iter')} ({was.get('source')}), not from {prior} at iteration {now['iter']}"
     if was.get('source') != now['source']:
-        warnings.warn(f"reusing {run}: it was adapted from {was.get('source')}, now {now['source']} is asked (same iteration {now['iter']})")
+        warnings.warn(f"reusing {run}: it was adapted from {was.get('source')}, now {now['source']} is asked (same iteration {now['iter']}; "
+                      "the run records no generator fingerprint to tell whether they are the same)")
     return None
 
 def _take_finished(out:Path, # the run folder to create
                    runs_from, # another experiment folder
-                   method:str, prior, cfg:TrainConfig, progress:bool=False) -> bool:
+                   method:str, prior, cfg:TrainConfig, folders:list, progress:bool=False) -> bool:
     """Copy the finished run of the same actor and name from `runs_from` to `out` if it was made as asked (`_reuse_problem`).
     False if there is none or it was made otherwise (e.g. adapted from another prior): then `out` is trained."""
     src = Path(runs_from)/'runs'/out.parent.name/out.name
     if not _finished(src, cfg.iters): return False
-    if why := _reuse_problem(src, method, prior, cfg):
+    if why := _reuse_problem(src, method, prior, cfg, folders):
         if progress: print(f"not copied, to be trained here: {why}", flush=True)
         return False
     if progress: print(f"copying {src} to {out}", flush=True)
@@ -759,9 +770,9 @@ def train_run(folders:list, # one actor's clip folders
     base = f"{method}-{_frames_label(n)}f" + _settings_tag(cfg) + (f"-v{val_frames}" if val_frames else '')   # (a baseline's texture is random unless asked)
     out = Path(root)/'runs'/actor/f"{base}-{cfg.iters}it"
     if _finished(out, cfg.iters):
-        if why := _reuse_problem(out, method, prior, cfg): raise DfeError(f"{why}; it would be reused as it is: remove it or give another experiment folder (--out)")
+        if why := _reuse_problem(out, method, prior, cfg, folders): raise DfeError(f"{why}; it would be reused as it is: remove it or give another experiment folder (--out)")
         return out
-    if not out.exists() and runs_from is not None and _take_finished(out, runs_from, method, prior, cfg, progress): return out
+    if not out.exists() and runs_from is not None and _take_finished(out, runs_from, method, prior, cfg, folders, progress): return out
     if not out.exists(): _extend_from_shorter(out, base, cfg.iters)
     if progress: print(f"training {out} ({cfg.iters} iterations)", flush=True)
     kw = dict(device=device, progress=progress)
@@ -1098,7 +1109,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
                        hflip:float=0., # chance that a training window is mirrored left to right, for every method (0: never, the paper)
                        lr_decay:str='none', # every method's learning-rate schedule: none (constant, the paper) or cosine
                        seed:int=0, # training seed of every run (batches, references, new textures); run and table names carry it unless 0
-                       runs_from:str='', # another experiment folder: its finished runs of the same names are copied in instead of trained if made with the same settings (an adaptation: and a prior at the same iteration), e.g. the baselines, which depend on the prior's sizes only
+                       runs_from:str='', # another experiment folder: its finished runs of the same names are copied in instead of trained if made with the same settings and clip folders (an adaptation: and the same prior), e.g. the baselines, which depend on the prior's sizes only
                        device:str='', progress:bool=True):
     "Reproduce a paper experiment on held-out actors: train/resume the runs, score them, write tables (md, json) and plotly figures."
     from dfe.data import DEFAULT_HELDOUT_IDENTITIES

@@ -24,10 +24,10 @@ __all__ = ['TEX_INITS', 'LR_DECAYS', 'TEXTURE_FORM', 'RESUMABLE_CHANGES', 'ADDED
            'TRAIN_COMMANDS', 'lr_factor', 'TrainConfig', 'default_loss_weights', 'same_generator',
            'settings_differences', 'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler',
            'mirror_windows', 'dist_info', 'setup_distributed', 'load_state', 'renderer_state', 'save_renderer',
-           'mean_texture', 'unwrap_texture', 'renderer_from_state', 'load_renderer', 'export_prior_cmd', 'psnr',
-           'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock', 'fit', 'ranks_in_sync', 'train_step',
-           'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline', 'renderer_settings',
-           'choose_identities', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
+           'mean_texture', 'unwrap_texture', 'renderer_from_state', 'load_renderer', 'generator_fingerprint',
+           'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock', 'fit',
+           'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline',
+           'renderer_settings', 'choose_identities', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
@@ -380,6 +380,20 @@ def load_renderer(path, # `renderer.pt`, a training checkpoint, or a run folder
     if p.is_dir(): p = p/'renderer.pt' if (p/'renderer.pt').exists() else p/'ckpt'/'last.pt'
     return renderer_from_state(load_state(p), device)
 
+# %% ../nbs/31_train.ipynb #c023f
+def generator_fingerprint(d:dict, # a renderer file's or training checkpoint's dictionary (`load_state`)
+                         ) -> str: # 16 hex digits
+    """A short sha256 of the generator's weights, each rounded to float16 first, so that a training checkpoint and its
+    float16 renderer file (`export_prior_cmd`) agree while two different generators do not. A run's `run.json` records
+    the fingerprint of the prior it was adapted from (`init.generator`)."""
+    import hashlib
+    h = hashlib.sha256()
+    for k in sorted(d['generator']):
+        t = d['generator'][k].detach().to('cpu')
+        h.update(k.encode()); h.update((t.to(torch.float16) if t.is_floating_point() else t).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 # %% ../nbs/31_train.ipynb #c025
 def export_prior_cmd(run:str='', # prior run folder or checkpoint (default: outputs/train/prior-cpu)
                      out:str='', # renderer file to write (default: dfe/weights/prior_cpu.pt in the checkout)
@@ -398,7 +412,7 @@ def export_prior_cmd(run:str='', # prior run folder or checkpoint (default: outp
     if mean is not None: d['mean_texture'] = mean.to(torch.float16)   # where `tex_init='mean'` starts a new actor
     _torch_save(d, dst)
     was = f" (continued from a prior at iteration {began['iter']}, {began['source']})" if began else ''
-    print(f"{dst}: prior at iteration {it}{was}, {dst.stat().st_size:,} bytes, sha256 {sha256_file(dst)}")
+    print(f"{dst}: prior at iteration {it}{was}, {dst.stat().st_size:,} bytes, sha256 {sha256_file(dst)}, generator {generator_fingerprint(d)}")
     return 0
 
 # %% ../nbs/31_train.ipynb #c028
@@ -549,10 +563,10 @@ def fit(out, # the run folder
             dist.destroy_process_group()
 
 def _init_record(d:dict) -> dict:
-    "What a run started from, for its `run.json`: the initial state's kind, iteration and source, and what that one started from."
+    "What a run started from, for its `run.json`: the initial state's kind, iteration, source and generator (`generator_fingerprint`), and what that one started from."
     m = d.get('meta') or {}
     return dict(kind=d.get('kind', m.get('kind')), iter=int(d.get('iter', m.get('iter', -1))), source=m.get('source'),
-                continued_from=m.get('continued_from'))
+                continued_from=m.get('continued_from'), generator=generator_fingerprint(d) if 'generator' in d else None)
 
 def _read_json(path) -> dict:
     "A JSON file's dictionary, or `{}` if there is none."

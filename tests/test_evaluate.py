@@ -294,9 +294,29 @@ def test_reused_runs_must_match_what_is_asked(setup, tmp_path, monkeypatch):
     assert json.loads((got['nomix']/'run.json').read_text())['init']['iter'] == 3
     from dfe.cli import parser_for
     assert parser_for(E.evaluate_paper_cmd, 'dfe evaluate-paper').parse_args(['figure7', '--runs-from', str(root)]).runs_from == str(root)
-    # the same checkpoint under another name: reused, with a warning naming both
+    # a prior at the same iteration with other weights (another seed) is told apart by its generator's fingerprint
+    other = tmp_path/'other'
+    train_prior([setup/'prior_clips'/'synth_a_1', setup/'prior_clips'/'synth_b_1'], other, replace(TINY, iters=2, seed=1), progress=False)
+    with pytest.raises(DfeError, match='another prior') as e: E.train_run(folders, root, 'nomix', 10, other, cfg, device='cpu')
+    assert str(other) in str(e.value) and 'iteration 2' in str(e.value)
+    # the same checkpoint under another name, or its float16 export, has the same generator: reused silently
     shutil.copy(prior/'ckpt'/'last.pt', tmp_path/'copy.pt')
+    from dfe.train import export_prior_cmd
+    assert export_prior_cmd(str(prior), str(tmp_path/'fp16.pt')) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        for p in ('copy.pt', 'fp16.pt'): assert E.train_run(folders, root, 'nomix', 10, tmp_path/p, cfg, device='cpu') == runs['nomix']
+    # a run made before fingerprints were recorded is compared by iteration, and warned about if only the file differs
+    rj = runs['nomix']/'run.json'
+    rec = json.loads(rj.read_text()); del rec['init']['generator']; rj.write_text(json.dumps(rec))
     with pytest.warns(UserWarning, match='copy.pt'): assert E.train_run(folders, root, 'nomix', 10, tmp_path/'copy.pt', cfg, device='cpu') == runs['nomix']
+    with pytest.raises(DfeError, match='iteration 2'): E.train_run(folders, root, 'nomix', 10, later, cfg, device='cpu')
+    # the same clips in another folder (another crop, say) are not the clips the run was made from
+    shutil.copytree(setup/'new', tmp_path/'recrop')
+    moved = E.actor_clips(tmp_path/'recrop')['vox_h']
+    for m in runs:
+        with pytest.raises(DfeError, match='other clip folders') as e: E.train_run(moved, root, m, 10, prior, cfg, device='cpu')
+        assert str(setup/'new'/'vox_h_1') in str(e.value)
 
 
 def test_table3_mean_texture_and_per_actor(setup, tmp_path, capsys):
