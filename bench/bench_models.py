@@ -6,12 +6,14 @@ texture), the window discriminator and the ST-LPIPS network, and times full trai
 loss, backward, Adam step, then the discriminator's LSGAN step) on synthetic batches shaped like
 `dfe.dataset.WindowDataset` batches (T = 5 frames, K = 1 reference, audio on). Data loading is not included
 (bench/bench_dataset.py measures it: milliseconds per window). Also timed: inference (forward only) per window.
+With --precision bf16 the training passes run under bfloat16 autocast in channels-last memory
+(`dfe.train.TrainConfig.precision`); inference is timed in float32 either way.
 
 The machine may be shared: the load average and the process CPU time per iteration are recorded beside the wall
-time (on an oversubscribed machine, 2 OpenMP threads can be much slower than 1). Each (config, batch, threads) row
-replaces an earlier one in the JSON; other rows are kept.
+time (on an oversubscribed machine, 2 OpenMP threads can be much slower than 1). Each (config, renderer
+settings, precision, batch, threads) row replaces an earlier one in the JSON; other rows are kept.
 
-    .venv/bin/python bench/bench_models.py [--configs cpu paper] [--iters 5] [--batch cpu=4 paper=1] [--threads 1 2]
+    .venv/bin/python bench/bench_models.py [--configs cpu paper] [--iters 5] [--batch cpu=4 paper=1] [--threads 1 2] [--precision fp32 bf16]
 
 Losses as `dfe.train.default_loss_weights`: for `cpu`, ST-LPIPS on one random frame per window around the mouth
 (half the side); for `paper`, on every frame, whole frames (override with --perceptual-frames/--perceptual-crop).
@@ -24,15 +26,17 @@ import numpy as np
 import torch
 from dfe.core import outputs_dir, atomic_write_json
 from dfe.models import renderer_config, DeferredRenderer, WindowDiscriminator, STLPIPS, LossWeights, synthetic_batch, model_sizes
-from dfe.train import train_step, default_loss_weights
+from dfe.train import train_step, default_loss_weights, set_precision, bf16_supported
 from dataclasses import replace
 
-def bench_config(name:str, batch:int, iters:int, perceptual_frames:int=-1, perceptual_crop:float=-1, warmup:int=1) -> dict:
-    cfg = renderer_config(name)
+def bench_config(name:str, batch:int, iters:int, perceptual_frames:int=-1, perceptual_crop:float=-1, warmup:int=1,
+                 precision:str='fp32', renderer:dict|None=None) -> dict:
+    cfg = renderer_config(name, **(renderer or {}))
     torch.manual_seed(0)
     R = DeferredRenderer(cfg, actors=['a'])
     D = WindowDiscriminator(cfg)
     lp = STLPIPS()
+    set_precision([R.generator, D, lp], precision)
     w = default_loss_weights(cfg)
     if perceptual_frames >= 0: w = replace(w, perceptual_frames=perceptual_frames)
     if perceptual_crop >= 0: w = replace(w, perceptual_crop=perceptual_crop)
@@ -43,17 +47,17 @@ def bench_config(name:str, batch:int, iters:int, perceptual_frames:int=-1, perce
     ts, cs = [], []
     for i in range(warmup + iters):
         t, c = time.perf_counter(), time.process_time()
-        train_step(R, D, D, opt, opt_d, lp, bt, actors, w, generator=torch.Generator().manual_seed(i))
+        train_step(R, D, D, opt, opt_d, lp, bt, actors, w, generator=torch.Generator().manual_seed(i), precision=precision)
         if i >= warmup: ts.append(time.perf_counter() - t); cs.append(time.process_time() - c)
     # without the perceptual loss, to show where the time goes
     w0 = replace(w, perceptual=0.)
-    c = time.process_time(); train_step(R, D, D, opt, opt_d, None, bt, actors, w0); no_lp = time.process_time() - c
+    c = time.process_time(); train_step(R, D, D, opt, opt_d, None, bt, actors, w0, precision=precision); no_lp = time.process_time() - c
     R.eval()
     with torch.no_grad():
         R(bt, actors)
         t, c = time.perf_counter(), time.process_time(); R(bt, actors); inf, inf_cpu = (time.perf_counter() - t)/batch, (time.process_time() - c)/batch
     sizes = model_sizes(cfg)
-    return dict(config=name, size=cfg.size, window=cfg.window, refs=cfg.refs, tex_channels=cfg.tex_channels, tex_res=cfg.tex_res,
+    return dict(config=name, renderer=renderer or {}, precision=precision, bf16_native=bf16_supported('cpu'), size=cfg.size, window=cfg.window, refs=cfg.refs, tex_channels=cfg.tex_channels, tex_res=cfg.tex_res,
                 batch=batch, loss_weights=w.__dict__, parameters=sizes,
                 generator_mb_fp16=round(sizes['generator']*2/2**20, 2), texture_mb_fp16=round(sizes['texture']*2/2**20, 2),
                 threads=torch.get_num_threads(),
@@ -71,25 +75,30 @@ def main():
     ap.add_argument('--perceptual-frames', type=int, default=-1, help="frames per window in ST-LPIPS (0: all; -1: the configuration's default)")
     ap.add_argument('--perceptual-crop', type=float, default=-1, help="ST-LPIPS around the mouth, fraction of the side (0: whole frames; -1: default)")
     ap.add_argument('--threads', type=int, nargs='*', default=[1, 2], help='torch thread counts to measure')
+    ap.add_argument('--precision', nargs='*', default=['fp32', 'bf16'], help='training precisions to measure (`TrainConfig.precision`)')
+    ap.add_argument('--renderer', default='', help="renderer settings over each configuration's, KEY=VALUE,... (e.g. ch_base=4096,ch_max=256)")
     a = ap.parse_args()
     batches = dict(kv.split('=') for kv in a.batch)
     path = outputs_dir()/'bench'/'models.json'
     old = json.loads(path.read_text()).get('results', []) if path.exists() else []
+    from dfe.train import renderer_settings
     rows = []
     for n in a.configs:
+      over = renderer_settings(a.renderer, n)
+      for prec in a.precision:
         for th in a.threads:
             torch.set_num_threads(th)
-            r = bench_config(n, int(batches.get(n, 1)), a.iters, a.perceptual_frames, a.perceptual_crop)
+            r = bench_config(n, int(batches.get(n, 1)), a.iters, a.perceptual_frames, a.perceptual_crop, precision=prec, renderer=over)
             rows.append(r)
-            print(f"{n:6s} {r['size']}², batch {r['batch']}, {th} thread(s): generator {r['parameters']['generator']/1e6:.2f} M "
+            print(f"{n:6s}{' ' + a.renderer if a.renderer else ''} {r['size']}², {prec}, batch {r['batch']}, {th} thread(s): generator {r['parameters']['generator']/1e6:.2f} M "
                   f"({r['generator_mb_fp16']} MB fp16), texture {r['parameters']['texture']/1e6:.2f} M, discriminator "
                   f"{r['parameters']['discriminator']/1e6:.2f} M; {r['s_per_iter_median']} s/iter wall, {r['cpu_s_per_iter_median']} CPU s/iter "
                   f"({r['cpu_s_per_iter_without_perceptual']} without ST-LPIPS); inference {r['s_per_window_inference']} s/window; "
                   f"load average {r['loadavg']}", flush=True)
-    key = lambda r: (r['config'], r['batch'], r['threads'])
+    key = lambda r: (r['config'], json.dumps(r.get('renderer', {}), sort_keys=True), r.get('precision', 'fp32'), r['batch'], r['threads'])
     new = {key(r) for r in rows}
     out = dict(what='deferred neural renderer: parameters and seconds per training iteration (synthetic batches, no data loading); '
-                    'rows of earlier runs with other (config, batch, threads) are kept',
+                    'rows of earlier runs with other (config, renderer settings, precision, batch, threads) are kept',
                note='the machine may be shared: compare cpu_s_per_iter (process CPU time) and the recorded load average',
                results=[r for r in old if key(r) not in new] + rows, torch=torch.__version__, cpu_count=os.cpu_count(),
                machine=platform.machine(), processor=platform.processor(),

@@ -58,6 +58,7 @@ class DubSettings:
     tex_init:str = 'mean'       # the actor's new texture: 'mean' (the prior's mean texture), 'unwrap' (its colour fitted to the actor's frames) or 'random' (the paper's fresh texture)
     frames:int = 0              # the actor's frames to adapt on, from the start (0: all)
     mix:str = 'auto'            # mixed batches with the prior's actors: 'on', 'off', 'auto' (on if the prior's clips are available)
+    precision:str = 'auto'      # the adaptation's arithmetic: 'fp32', 'bf16' (about twice as fast on CPUs with AMX), 'auto' (bf16 where native; `dfe.train.resolve_precision`)
     style:bool = True           # the actor's style layer on the audio model (fitted on the video's own speech)
     articulation:float = 0.5    # the style layer's scales from least squares (0) towards the actor's own spread of motion (1); `fit_style`
     postprocess:bool = True     # keep the real background where both segmentations say background (§3.7)
@@ -70,15 +71,19 @@ class DubSettings:
     def __post_init__(self):
         if self.iters < 0: raise DfeError(f"iters must be ≥ 0, got {self.iters}")
         if self.mix not in ('on', 'off', 'auto'): raise DfeError(f"mix must be 'on', 'off' or 'auto', got {self.mix!r}")
+        if self.precision not in ('auto', 'fp32', 'bf16'): raise DfeError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.paste not in ('mask', 'box'): raise DfeError(f"paste must be 'mask' or 'box', got {self.paste!r}")
         if not 0 <= self.articulation <= 1: raise DfeError(f"articulation must be in [0, 1], got {self.articulation}")
         from dfe.train import TEX_INITS
         if self.tex_init not in TEX_INITS: raise DfeError(f"tex_init must be one of {', '.join(TEX_INITS)}, got {self.tex_init!r}")
 
-    def adapt_key(self, prior_sha:str, crop_key:str) -> str:
+    def adapt_key(self, prior_sha:str, crop_key:str,
+                  precision:str='', # the precision `precision` resolves to on the device (default: `precision` itself)
+                 ) -> str:
         "Key of the cached adaptation: the prior, the actor's clip folder and the adaptation settings."
         d = dict(prior=prior_sha, crop=crop_key, iters=self.iters, batch_size=self.batch_size, texture_only=self.texture_only,
                  frames=self.frames, mix=self.mix, seed=self.seed)
+        if (precision or self.precision) != 'fp32': d['precision'] = precision or self.precision   # (float32 keys stay as they were)
         if self.tex_init != 'random': d['tex_init'] = self.tex_init   # (keys of random-texture caches stay as they were)
         if self.tex_init == 'unwrap':
             from dfe.train import TrainConfig
@@ -119,17 +124,18 @@ def _sha16(path) -> str:
 def _adapt_actor(crop_dir:Path, work:Path, prior:Path, s:DubSettings, rc:dict, device, progress:bool) -> tuple:
     "Adapt (or reuse the cached adaptation of) the prior to the actor's clip folder: (renderer, actor name, summary)."
     from dfe.dataset import read_manifest
-    from dfe.train import adapt, load_renderer, TrainConfig, read_log
+    from dfe.train import adapt, load_renderer, TrainConfig, read_log, resolve_precision
     man = read_manifest(crop_dir)
-    run = work/'adapt'/s.adapt_key(_sha16(prior), man['key'])
+    prec = resolve_precision(s.precision, device)
+    run = work/'adapt'/s.adapt_key(_sha16(prior), man['key'], prec)
     val = max(2*rc['window'], min(25, man['frames']//10))
     cfg = TrainConfig(model=rc, iters=s.iters, batch_size=s.batch_size, seed=s.seed, val_every=max(50, s.iters//4), tex_init=s.tex_init,
-                      ckpt_every=50, val_windows=4)
+                      ckpt_every=50, val_windows=4, precision=prec)
     if s.iters > 0 or not (run/'renderer.pt').exists():
         adapt([crop_dir], run, prior, frames=s.frames, cfg=cfg, mix=s.mix, texture_only=s.texture_only, val_frames=val,
               device=device, progress=progress)
     vals = [r for r in read_log(run) if r.get('split') == 'val']
-    return load_renderer(run, device), man['identity'], dict(run=str(run), val=vals[-1] if vals else None)
+    return load_renderer(run, device), man['identity'], dict(run=str(run), val=vals[-1] if vals else None, precision=prec)
 
 def paste_settings(s:DubSettings, # the dub's settings
                    rc, # the renderer's configuration (`RendererConfig` or its dict)
@@ -305,6 +311,7 @@ def dub_cmd(video:str, # the actor's video
             tex_init:str='mean', # the actor's new texture: mean (the prior's mean texture), unwrap (its colour fitted to the actor's frames) or random (the paper's)
             frames:int=0, # the actor's frames to adapt on (0: all)
             mix:str='auto', # mixed training with the prior's actors: on, off, auto
+            precision:str='auto', # the adaptation's arithmetic: fp32, bf16, or auto (bf16 where the device computes it natively)
             style:bool=True, # the actor's style layer on the audio model
             articulation:float=0.5, # the style layer's motion: 0 least squares (smallest error) … 1 the actor's own spread
             postprocess:bool=True, # keep the real background where both segmentations say background
@@ -320,7 +327,7 @@ def dub_cmd(video:str, # the actor's video
     "Dub VIDEO with the speech AUDIO; write the mp4, a contact sheet and a summary JSON beside it."
     out = Path(out) if out else outputs_dir()/'dub'/f"{Path(video).stem}_{Path(audio).stem}.mp4"
     s = DubSettings(prior=prior, iters=iters, texture_only=texture_only, tex_init=tex_init, frames=frames, mix=mix, style=style, articulation=articulation,
-                    postprocess=postprocess, paste=paste, colour_match=colour_match, watermark=watermark, crf=crf)
+                    precision=precision, postprocess=postprocess, paste=paste, colour_match=colour_match, watermark=watermark, crf=crf)
     r = dub_video(video, audio, out, s, work_dir=work_dir or None, keep_intermediates=keep_intermediates,
                   device=device or None, progress=progress)
     atomic_write_json(out.with_suffix('.json'), r)

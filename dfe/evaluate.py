@@ -869,10 +869,10 @@ def _tex_tag(cfg) -> str:
     return f'-{cfg.tex_init}{res}tex'
 
 def _aug_tag(cfg) -> str:
-    "'-hflip0.5' for settings that mirror training windows (`TrainConfig.hflip`), '-cosine' for decaying rates (`TrainConfig.lr_decay`), '-seed1' for another training seed, '' for the paper's: run and table names."
+    "'-hflip0.5' for settings that mirror training windows (`TrainConfig.hflip`), '-cosine' for decaying rates (`TrainConfig.lr_decay`), '-bf16' for bfloat16 training (`TrainConfig.precision`), '-seed1' for another training seed, '' for the paper's: run and table names."
     if cfg is None: return ''
     return ((f'-hflip{cfg.hflip:g}' if cfg.hflip > 0 else '') + (f'-{cfg.lr_decay}' if cfg.lr_decay != 'none' else '')
-            + (f'-seed{cfg.seed}' if cfg.seed != 0 else ''))
+            + (f'-{cfg.precision}' if cfg.precision != 'fp32' else '') + (f'-seed{cfg.seed}' if cfg.seed != 0 else ''))
 
 def _settings_tag(cfg) -> str:
     "Everything in run and table names that says how the settings differ from the paper's: `_tex_tag` then `_aug_tag`."
@@ -894,6 +894,7 @@ def _tex_note(cfg, baseline:str='random') -> str:
     return (_texture_start_note(cfg, baseline) + (f" Every method's training windows are mirrored left to right with chance {cfg.hflip:g} (`--hflip`)."
                                              if cfg is not None and cfg.hflip > 0 else '')
             + (f" Every method's learning rates decay over its iterations (`--lr-decay {cfg.lr_decay}`)." if cfg is not None and cfg.lr_decay != 'none' else '')
+            + (f" Every run trains in bfloat16 (`--precision {cfg.precision}`)." if cfg is not None and cfg.precision != 'fp32' else '')
             + (f" Every run is trained with seed {cfg.seed} (`--seed`; 0 elsewhere)." if cfg is not None and cfg.seed != 0 else ''))
 
 def _texture_start_note(cfg, baseline:str='random') -> str:
@@ -1108,6 +1109,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
                        unwrap_res:int=TrainConfig.unwrap_res, # --tex-init unwrap: texels per tile side of the fitted colour change (0: the texture's)
                        hflip:float=0., # chance that a training window is mirrored left to right, for every method (0: never, the paper)
                        lr_decay:str='none', # every method's learning-rate schedule: none (constant, the paper) or cosine
+                       precision:str='fp32', # every run's training arithmetic: fp32, or bf16 (bfloat16 autocast, `dfe.train.TrainConfig.precision`)
                        seed:int=0, # training seed of every run (batches, references, new textures); run and table names carry it unless 0
                        runs_from:str='', # another experiment folder: its finished runs of the same names are copied in instead of trained if made with the same settings and clip folders (an adaptation: and the same prior), e.g. the baselines, which depend on the prior's sizes only
                        device:str='', progress:bool=True):
@@ -1122,7 +1124,7 @@ def evaluate_paper_cmd(which:str, # EXPERIMENT: table1, table3, table4, figure7,
     if not folders: raise DfeError(f"no clip folders of {ids} in {data or outputs_dir()/'crop'} (make them with `dfe crop`)")
     pr = prior or outputs_dir()/'train'/'prior-cpu'
     cfg = TrainConfig(model=_prior_model(pr), batch_size=batch_size, val_every=val_every, val_dense=val_dense, tex_init=tex_init, unwrap_res=unwrap_res, hflip=hflip,
-                      lr_decay=lr_decay, seed=seed)
+                      lr_decay=lr_decay, precision=precision, seed=seed)
     common = dict(clips=folders, prior=pr, out=out or None, iters=iters, cfg=cfg, val_frames=val_frames, device=device or None, progress=progress,
                   runs_from=runs_from or None)
     for n in names:

@@ -207,14 +207,16 @@ class StyledConv(nn.Module):
     def forward(self, x, w): return lrelu(self.conv(x, w) + self.bias)
 
 class ToRGB(nn.Module):
-    "Modulated 1×1 convolution to `cout` colour channels (no demodulation), added to the upsampled previous output."
+    """Modulated 1×1 convolution to `cout` colour channels (no demodulation), added to the upsampled previous output.
+    Always in float32, also under bfloat16 autocast (`dfe.train.TrainConfig.precision`): the image keeps its precision."""
     def __init__(self, cin:int, cout:int, style_dim:int):
         super().__init__()
         self.conv = ModulatedConv2d(cin, cout, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, cout, 1, 1))
     def forward(self, x, w, skip=None):
-        y = self.conv(x, w) + self.bias
-        return y if skip is None else y + F.interpolate(skip, scale_factor=2, mode='bilinear', align_corners=False)
+        with torch.autocast(x.device.type, enabled=False):
+            y = self.conv(x.float(), w.float()) + self.bias
+            return y if skip is None else y + F.interpolate(skip.float(), scale_factor=2, mode='bilinear', align_corners=False)
 
 class ResBlockDown(nn.Module):
     "StyleGAN2 residual block: two 3×3 convolutions, then ×½ average pooling; 1×1 skip; sum / √2."

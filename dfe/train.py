@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_train.ipynb #c002
 from __future__ import annotations
-import os, sys, json, math, time, random, contextlib, shutil
+import os, sys, json, math, time, random, contextlib, shutil, warnings
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 import numpy as np
@@ -20,18 +20,20 @@ from .models import (RendererConfig, renderer_config, CONFIGS, DeferredRenderer,
                         count_parameters, NeuralTexture)
 
 # %% auto #0
-__all__ = ['TEX_INITS', 'LR_DECAYS', 'TEXTURE_FORM', 'RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT', 'RENDERER_FORMAT',
-           'TRAIN_COMMANDS', 'lr_factor', 'TrainConfig', 'default_loss_weights', 'same_generator',
+__all__ = ['TEX_INITS', 'LR_DECAYS', 'PRECISIONS', 'TEXTURE_FORM', 'RESUMABLE_CHANGES', 'ADDED_SETTINGS', 'CKPT_FORMAT',
+           'RENDERER_FORMAT', 'TRAIN_COMMANDS', 'lr_factor', 'TrainConfig', 'default_loss_weights', 'same_generator',
            'settings_differences', 'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler',
            'mirror_windows', 'dist_info', 'setup_distributed', 'load_state', 'renderer_state', 'save_renderer',
            'mean_texture', 'unwrap_texture', 'renderer_from_state', 'load_renderer', 'generator_fingerprint',
            'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock', 'fit',
-           'ranks_in_sync', 'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline',
-           'renderer_settings', 'choose_identities', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
+           'ranks_in_sync', 'bf16_supported', 'resolve_precision', 'train_autocast', 'set_precision', 'train_step',
+           'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline', 'renderer_settings',
+           'choose_identities', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
 LR_DECAYS = ('none', 'cosine')              # learning-rate schedules (`TrainConfig.lr_decay`, `lr_factor`)
+PRECISIONS = ('fp32', 'bf16')               # arithmetic of the training passes (`TrainConfig.precision`, `train_autocast`)
 
 def lr_factor(decay:str, # 'none' or 'cosine'
               it:int, # the iteration about to be trained (0-based)
@@ -67,6 +69,7 @@ class TrainConfig:
     num_workers:int = 0           # DataLoader worker processes per training process
     hflip:float = 0.              # chance that a training window is mirrored left to right (`mirror_windows`); 0: never (the paper)
     lr_decay:str = 'none'         # learning-rate schedule over the run's `iters`: 'none' (constant) or 'cosine' (from the rates down to 0 at the last iteration)
+    precision:str = 'fp32'        # 'fp32', or 'bf16': training passes under bfloat16 autocast, in channels-last memory (`train_autocast`); weights, optimiser states, predicted frames and validation stay float32; may change when a run is resumed (logged)
     seed:int = 0
 
     def __post_init__(self):
@@ -79,6 +82,7 @@ class TrainConfig:
         if not 0 <= self.hflip <= 1: raise DfeError(f"hflip is a probability in [0, 1], got {self.hflip}")
         if self.tex_init not in TEX_INITS: raise DfeError(f"tex_init must be one of {', '.join(TEX_INITS)}, got {self.tex_init!r}")
         if self.lr_decay not in LR_DECAYS: raise DfeError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
+        if self.precision not in PRECISIONS: raise DfeError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def renderer(self) -> RendererConfig: return renderer_config(self.model)
     def to_dict(self) -> dict:
@@ -102,9 +106,9 @@ def same_generator(a:RendererConfig, # the configuration a run starts from
     return replace(a, **{k: getattr(b, k) for k in TEXTURE_FORM}) == b and not (a.shared_interior and not b.shared_interior)
 
 # settings that may differ when a run is resumed
-RESUMABLE_CHANGES = ('iters', 'val_every', 'val_dense', 'log_every', 'ckpt_every', 'keep_every', 'num_workers', 'val_windows', 'lr_scale')
+RESUMABLE_CHANGES = ('iters', 'val_every', 'val_dense', 'log_every', 'ckpt_every', 'keep_every', 'num_workers', 'val_windows', 'lr_scale', 'precision')
 # settings added after runs were made, with the value those runs had (a run that does not record one resumes at it)
-ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0., 'val_dense': 0, 'lr_decay': 'none', 'keep_every': 0}
+ADDED_SETTINGS = {'tex_init': 'random', 'unwrap_res': 0, 'lr_scale': 1., 'hflip': 0., 'val_dense': 0, 'lr_decay': 'none', 'keep_every': 0, 'precision': 'fp32'}
 
 def _compared_settings(d:dict) -> dict:
     """The settings a resumed run must share with its checkpoint's (`unwrap_res` only matters with `tex_init='unwrap'`).
@@ -580,9 +584,10 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     if cfg.batch_size % world: raise DfeError(f"batch_size {cfg.batch_size} is not a multiple of the {world} processes")
     ckpt_path, log_path = out/'ckpt'/'last.pt', out/'log.jsonl'
     resume = load_state(ckpt_path, dev) if ckpt_path.exists() else None
-    lr_was = None
+    lr_was = prec_was = None
     if resume is not None:
         lr_was = float(resume['train'].get('lr_scale', ADDED_SETTINGS['lr_scale']))
+        prec_was = resume['train'].get('precision', ADDED_SETTINGS['precision'])
         if resume['format'] != CKPT_FORMAT or resume.get('kind') != kind:
             raise DfeError(f"{out} holds a {resume.get('kind')!r} run, not {kind!r}: choose another output folder")
         if diff := settings_differences(resume['train'], cfg):
@@ -627,6 +632,9 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
                                   seconds=round(time.perf_counter() - t0, 3)))
     for a in actors: R.add_actor(a, exist_ok=True)
     D = WindowDiscriminator(rc).to(dev)
+    set_precision([R.generator, D], cfg.precision)
+    if cfg.precision == 'bf16' and not bf16_supported(dev) and rank == 0:
+        warnings.warn(f"precision='bf16' on {dev}, which has no native bfloat16: it will be emulated, slower than 'fp32'")
     if texture_only: R.generator.requires_grad_(False)
     shared = [R.generator.interior_texels] if rc.shared_interior and not texture_only else []   # a texture: trained at the texture rate
     tex_params = [p for a in actors for p in R.texture(a).parameters()] + shared
@@ -661,7 +669,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     Rw = DDP(R, find_unused_parameters=True) if world > 1 else R
     Dw = DDP(D) if world > 1 else D
     w = cfg.weights
-    lp = STLPIPS().to(dev) if w.perceptual > 0 else None
+    lp = set_precision([STLPIPS().to(dev) if w.perceptual > 0 else None], cfg.precision)[0]
 
     B = cfg.batch_size
     b = B//world
@@ -693,6 +701,8 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
         for rec in init_recs: _append_log(log_path, rec)   # the texture unwrap's cost (`dfe.evaluate` counts it)
         if lr_was is not None and lr_was != cfg.lr_scale:      # a step of a hand-made schedule
             _append_log(log_path, dict(split='schedule', iter=start, lr_scale=cfg.lr_scale, was=lr_was))
+        if prec_was is not None and prec_was != cfg.precision:  # e.g. a long run continued in bfloat16
+            _append_log(log_path, dict(split='precision', iter=start, precision=cfg.precision, was=prec_was))
     if ds_val is not None and start == 0 and cfg.iters > 0:      # the starting point of the validation curve
         last_val = validate(R, ds_val, actor_of, cfg.val_windows, max(1, b), dev)
         rec = dict(split='val', iter=0, **{k: round(v, 4) for k, v in last_val.items()})
@@ -710,7 +720,7 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
         bt = _to_device(mirror_windows(bt, _hflip_mask(cfg, it, rank, world, len(bt['clip']))), dev)
         L = train_step(Rw, D, Dw, opt, opt_d, lp, bt, [actor_of[c] for c in bt['clip']], w,
                        adversarial=w.adversarial > 0 and it >= cfg.adv_start,
-                       generator=torch.Generator().manual_seed(cfg.seed*7919 + it*world + rank))
+                       generator=torch.Generator().manual_seed(cfg.seed*7919 + it*world + rank), precision=cfg.precision)
         for k, v in L.items(): acc[k] = acc.get(k, 0.) + v
         n_acc += 1
         it += 1
@@ -767,6 +777,37 @@ def ranks_in_sync(R:nn.Module, D:nn.Module, world:int, device) -> bool:
     dist.all_reduce(lo, op=dist.ReduceOp.MIN); dist.all_reduce(hi, op=dist.ReduceOp.MAX)
     return bool(((hi - lo).abs() <= 1e-9*(1 + c.abs())).all())
 
+def bf16_supported(device) -> bool:
+    "True if `device` computes bfloat16 natively (a CPU with AVX-512 BF16 or AMX through oneDNN; a CUDA GPU that supports it)."
+    dev = torch.device(device)
+    if dev.type == 'cuda': return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type != 'cpu': return False
+    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())   # oneDNN's own test of the CPU
+    except (AttributeError, RuntimeError): return False                # a torch built without oneDNN
+
+def resolve_precision(precision:str, # 'fp32', 'bf16', or 'auto': bf16 where the device computes it natively (`bf16_supported`), else fp32
+                      device, # where the run trains
+                     ) -> str: # 'fp32' or 'bf16' (`TrainConfig.precision`)
+    "The precision a run trains at on `device`."
+    if precision == 'auto': return 'bf16' if bf16_supported(device) else 'fp32'
+    if precision not in PRECISIONS: raise DfeError(f"precision must be one of {', '.join(PRECISIONS)} or auto, got {precision!r}")
+    return precision
+
+def train_autocast(precision:str, # `TrainConfig.precision`: 'fp32' or 'bf16'
+                   device, # where the passes run
+                  ):
+    "The context of a training pass: bfloat16 autocast for 'bf16' (convolutions and matrix products in bfloat16), nothing for 'fp32'."
+    if precision not in PRECISIONS: raise DfeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+
+def set_precision(modules, # the networks a run trains or uses for its losses (generator, discriminator, ST-LPIPS)
+                  precision:str, # 'bf16': channels-last memory, which oneDNN's bfloat16 convolutions want; 'fp32': left as they are
+                 ):
+    "Put `modules` in the memory format of `precision` (call before their optimiser is made; the parameters stay the same objects)."
+    for m in modules:
+        if m is not None and precision == 'bf16': m.to(memory_format=torch.channels_last)
+    return modules
+
 def train_step(R, # the renderer (possibly DDP-wrapped)
                D:WindowDiscriminator, # the discriminator (not wrapped: used without gradient in the generator loss)
                Dw, # the discriminator for its own step (possibly DDP-wrapped)
@@ -778,26 +819,30 @@ def train_step(R, # the renderer (possibly DDP-wrapped)
                w:LossWeights, # loss weights
                adversarial:bool=True, # include the adversarial terms (and the discriminator step)
                generator:torch.Generator|None=None, # picks the frames of the perceptual loss
+               precision:str='fp32', # the passes' arithmetic (`TrainConfig.precision`, `train_autocast`); backward passes and steps are outside autocast
               ) -> dict: # losses (floats)
     "One training iteration: a generator + texture step on the loss of eq. 1, then an LSGAN discriminator step."
-    o = R(batch, actors)
-    pred, target = o['pred'], o['target']
-    L = dict(l1=weighted_l1(pred, target, region_weights(batch['masks'], w)))
-    if lp is not None and w.perceptual > 0:
-        L['perceptual'] = perceptual_loss(lp, pred, target, w.perceptual_frames, generator, batch['masks'], w.perceptual_crop)
-    if w.texture > 0: L['texture'] = texture_l1(o['tex_rgb'], target, o['mesh'])
-    adversarial = adversarial and w.adversarial > 0
-    if adversarial:
-        D.requires_grad_(False)
-        L['adv_g'] = lsgan_g_loss(D(pred))
-        D.requires_grad_(True)
-    total = (w.l1*L['l1'] + w.perceptual*L.get('perceptual', 0.) + w.texture*L.get('texture', 0.) + w.adversarial*L.get('adv_g', 0.))
+    amp = lambda: train_autocast(precision, batch['frames'].device)
+    with amp():
+        o = R(batch, actors)
+        pred, target = o['pred'], o['target']
+        L = dict(l1=weighted_l1(pred, target, region_weights(batch['masks'], w)))
+        if lp is not None and w.perceptual > 0:
+            L['perceptual'] = perceptual_loss(lp, pred, target, w.perceptual_frames, generator, batch['masks'], w.perceptual_crop).float()
+        if w.texture > 0: L['texture'] = texture_l1(o['tex_rgb'], target, o['mesh'])
+        adversarial = adversarial and w.adversarial > 0
+        if adversarial:
+            D.requires_grad_(False)
+            L['adv_g'] = lsgan_g_loss(D(pred).float())
+            D.requires_grad_(True)
+        total = (w.l1*L['l1'] + w.perceptual*L.get('perceptual', 0.) + w.texture*L.get('texture', 0.) + w.adversarial*L.get('adv_g', 0.))
     opt.zero_grad(set_to_none=True)
     total.backward()
     opt.step()
     if adversarial:
-        sc = Dw(torch.cat([target, pred.detach()]))
-        L['adv_d'] = lsgan_d_loss(sc[:len(pred)], sc[len(pred):])
+        with amp():
+            sc = Dw(torch.cat([target, pred.detach()])).float()
+            L['adv_d'] = lsgan_d_loss(sc[:len(pred)], sc[len(pred):])
         opt_d.zero_grad(set_to_none=True)
         L['adv_d'].backward()
         opt_d.step()
@@ -997,6 +1042,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
                     batch_size:int=4, # windows per iteration (over all processes)
                     lr:float=TrainConfig.lr, # generator learning rate
                     lr_scale:float=1., # a factor on all learning rates; may change when the run is resumed (a step schedule)
+                    precision:str='auto', # arithmetic of the training passes: fp32, bf16 (bfloat16 autocast, `TrainConfig.precision`), or auto: bf16 where the device computes it natively (`bf16_supported`); may change on resume
                     keep_every:int=0, # also keep the checkpoint every this many iterations as ckpt/iter-NNNNNN.pt (0: only the last), to evaluate the prior at several points; may change on resume
                     hflip:float=0., # chance that a training window is mirrored left to right (0: never)
                     interior_pool:int=1, # mouth-interior texels shared in blocks of this many per side (`RendererConfig.interior_pool`; 1: not)
@@ -1031,7 +1077,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     model = (config if form == plain and not over
              else renderer_config(config, **{**form, **over}).to_dict())
     cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
-                        keep_every=keep_every, tex_init='mean' if init else 'random')
+                        keep_every=keep_every, precision=resolve_precision(precision, get_device(device or None)), tex_init='mean' if init else 'random')
     res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, init=init or None, device=device or None, progress=progress)
     _print_summary(res)
     return 0
@@ -1051,6 +1097,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
               val_frames:int=0, # validation frames at the clip's end (0: a fifth, at most 250)
               hflip:float=0., # chance that a training window is mirrored left to right (0: never)
               lr_decay:str='none', # learning-rate schedule: none (constant, the paper) or cosine (down to 0 at the last iteration)
+              precision:str='auto', # arithmetic of the training passes: fp32, bf16 (bfloat16 autocast, `TrainConfig.precision`), or auto: bf16 where the device computes it natively (`bf16_supported`)
               num_workers:int=0, seed:int=0,
               device:str='', # cpu or cuda (default: CUDA if available)
               progress:bool=True):
@@ -1060,7 +1107,8 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
     pr = prior or outputs_dir()/'train'/'prior-cpu'
     st = _prior_state(pr, 'cpu')
     model = st['config'] if st['format'] == RENDERER_FORMAT else st['train']['model']
-    cfg = replace(_train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip, lr_decay=lr_decay), tex_init=tex_init)
+    cfg = replace(_train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip, lr_decay=lr_decay,
+                                  precision=resolve_precision(precision, get_device(device or None))), tex_init=tex_init)
     dest = out or outputs_dir()/'adapt'/f"{actor}-{frames}f{'-tex' if texture_only else ''}"
     res = adapt(folders, dest, pr, frames=frames, cfg=cfg, mix=mix, texture_only=texture_only, val_frames=val_frames,
                 device=device or None, progress=progress)
@@ -1075,11 +1123,13 @@ def train_baseline_cmd(dataset:str, # DATASETDIR: the actor's clip folder(s)
                        batch_size:int=4, lr:float=TrainConfig.lr, perceptual_frames:int=-1, perceptual_crop:float=-1, val_frames:int=0,
                        hflip:float=0., # chance that a training window is mirrored left to right (0: never)
                        lr_decay:str='none', # learning-rate schedule: none (constant, the paper) or cosine (down to 0 at the last iteration)
+                       precision:str='auto', # arithmetic of the training passes: fp32, bf16 (bfloat16 autocast, `TrainConfig.precision`), or auto: bf16 where the device computes it natively (`bf16_supported`)
                        num_workers:int=0, seed:int=0, device:str='', progress:bool=True):
     "Train the baseline: the same renderer from scratch on the actor's first N frames."
     folders = find_clip_folders(dataset)
     actor = ClipData(folders[0]).identity
-    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip, lr_decay=lr_decay)
+    cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip, lr_decay=lr_decay,
+                        precision=resolve_precision(precision, get_device(device or None)))
     res = train_baseline(folders, out or outputs_dir()/'baseline'/f'{actor}-{frames}f', frames, cfg, val_frames,
                          device=device or None, progress=progress)
     _print_summary(res)
