@@ -640,8 +640,9 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
     tex_params = [p for a in actors for p in R.texture(a).parameters()] + shared
     groups = [dict(params=tex_params, lr=cfg.tex_lr*cfg.lr_scale)]
     if not texture_only: groups.insert(0, dict(params=[p for p in R.generator.parameters() if not any(p is q for q in shared)], lr=cfg.lr*cfg.lr_scale))
-    opt = torch.optim.Adam(groups, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr*cfg.lr_scale, betas=cfg.betas)
+    fused = dict(fused=True) if torch.device(dev).type in ('cpu', 'cuda') else {}   # one kernel per step, not a loop over tensors (39 -> 11 ms for the wide prior's step, 1 CPU thread)
+    opt = torch.optim.Adam(groups, betas=cfg.betas, **fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr*cfg.lr_scale, betas=cfg.betas, **fused)
     start = 0
     if resume is not None:
         R.generator.load_state_dict(resume['generator'])
