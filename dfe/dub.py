@@ -71,11 +71,11 @@ class DubSettings:
     def __post_init__(self):
         if self.iters < 0: raise DfeError(f"iters must be ≥ 0, got {self.iters}")
         if self.mix not in ('on', 'off', 'auto'): raise DfeError(f"mix must be 'on', 'off' or 'auto', got {self.mix!r}")
-        if self.precision not in ('auto', 'fp32', 'bf16'): raise DfeError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.paste not in ('mask', 'box'): raise DfeError(f"paste must be 'mask' or 'box', got {self.paste!r}")
         if not 0 <= self.articulation <= 1: raise DfeError(f"articulation must be in [0, 1], got {self.articulation}")
-        from dfe.train import TEX_INITS
+        from dfe.train import TEX_INITS, PRECISIONS
         if self.tex_init not in TEX_INITS: raise DfeError(f"tex_init must be one of {', '.join(TEX_INITS)}, got {self.tex_init!r}")
+        if self.precision not in ('auto', *PRECISIONS): raise DfeError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def adapt_key(self, prior_sha:str, crop_key:str,
                   precision:str='', # the precision `precision` resolves to on the device (default: `precision` itself)
