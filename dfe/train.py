@@ -1008,9 +1008,12 @@ def _print_summary(res:dict):
           + (f"; validation PSNR {v['psnr']:.2f} dB (mouth {v['psnr_mouth']:.2f} dB)" if v else ''))
     for k, p in res['files'].items(): print(f"  {k}: {p}")
 
-def _train_config(config, iters:int, batch_size:int, lr:float, num_workers:int, seed:int, perceptual_frames:int, perceptual_crop:float, **kw) -> TrainConfig:
+def _train_config(config, iters:int, batch_size:int, lr:float, num_workers:int, seed:int, perceptual_frames:int, perceptual_crop:float,
+                  precision:str='fp32', device:str='', **kw) -> TrainConfig:
+    "A command's settings; `precision` may be 'auto', resolved for `device` ('': CUDA if available) by `resolve_precision`."
     w = {k: v for k, v in dict(perceptual_frames=perceptual_frames, perceptual_crop=perceptual_crop).items() if v >= 0}
-    return TrainConfig(model=config, iters=iters, batch_size=batch_size, lr=lr, num_workers=num_workers, seed=seed, weights=w, **kw)
+    return TrainConfig(model=config, iters=iters, batch_size=batch_size, lr=lr, num_workers=num_workers, seed=seed, weights=w,
+                       precision=resolve_precision(precision, get_device(device or None)), **kw)
 
 def renderer_settings(text:str, # KEY=VALUE pairs separated by commas, e.g. 'ch_base=4096,ch_max=256'; '' for none
                       base='cpu', # the configuration they change (its values' types parse the text)
@@ -1078,7 +1081,7 @@ def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; defa
     model = (config if form == plain and not over
              else renderer_config(config, **{**form, **over}).to_dict())
     cfg = _train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, lr_scale=lr_scale, hflip=hflip,
-                        keep_every=keep_every, precision=resolve_precision(precision, get_device(device or None)), tex_init='mean' if init else 'random')
+                        keep_every=keep_every, precision=precision, device=device, tex_init='mean' if init else 'random')
     res = train_prior(use, out or outputs_dir()/'train'/f'prior-{config}', cfg, heldout=held, init=init or None, device=device or None, progress=progress)
     _print_summary(res)
     return 0
@@ -1109,7 +1112,7 @@ def adapt_cmd(dataset:str, # DATASETDIR: the new actor's clip folder (from `dfe 
     st = _prior_state(pr, 'cpu')
     model = st['config'] if st['format'] == RENDERER_FORMAT else st['train']['model']
     cfg = replace(_train_config(model, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip, lr_decay=lr_decay,
-                                  precision=resolve_precision(precision, get_device(device or None))), tex_init=tex_init)
+                                  precision=precision, device=device), tex_init=tex_init)
     dest = out or outputs_dir()/'adapt'/f"{actor}-{frames}f{'-tex' if texture_only else ''}"
     res = adapt(folders, dest, pr, frames=frames, cfg=cfg, mix=mix, texture_only=texture_only, val_frames=val_frames,
                 device=device or None, progress=progress)
@@ -1130,7 +1133,7 @@ def train_baseline_cmd(dataset:str, # DATASETDIR: the actor's clip folder(s)
     folders = find_clip_folders(dataset)
     actor = ClipData(folders[0]).identity
     cfg = _train_config(config, iters, batch_size, lr, num_workers, seed, perceptual_frames, perceptual_crop, hflip=hflip, lr_decay=lr_decay,
-                        precision=resolve_precision(precision, get_device(device or None)))
+                        precision=precision, device=device)
     res = train_baseline(folders, out or outputs_dir()/'baseline'/f'{actor}-{frames}f', frames, cfg, val_frames,
                          device=device or None, progress=progress)
     _print_summary(res)
