@@ -25,10 +25,10 @@ __all__ = ['TEX_INITS', 'LR_DECAYS', 'PRECISIONS', 'TEXTURE_FORM', 'RESUMABLE_CH
            'settings_differences', 'ClipSlice', 'actor_split', 'write_synthetic_clip', 'InfiniteSampler',
            'mirror_windows', 'dist_info', 'setup_distributed', 'load_state', 'renderer_state', 'save_renderer',
            'mean_texture', 'unwrap_texture', 'renderer_from_state', 'load_renderer', 'generator_fingerprint',
-           'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log', 'run_lock', 'fit',
-           'ranks_in_sync', 'bf16_supported', 'resolve_precision', 'train_autocast', 'set_precision', 'train_step',
-           'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline', 'renderer_settings',
-           'choose_identities', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
+           'load_optimizer_state', 'export_prior_cmd', 'psnr', 'validate', 'plot_log', 'LivePlot', 'read_log',
+           'run_lock', 'fit', 'ranks_in_sync', 'bf16_supported', 'resolve_precision', 'train_autocast', 'set_precision',
+           'train_step', 'render_clip', 'find_clip_folders', 'train_prior', 'adapt', 'train_baseline',
+           'renderer_settings', 'choose_identities', 'train_prior_cmd', 'adapt_cmd', 'train_baseline_cmd', 'main']
 
 # %% ../nbs/31_train.ipynb #c005
 TEX_INITS = ('random', 'mean', 'unwrap')   # how a new actor's texture starts (`TrainConfig.tex_init`)
@@ -398,6 +398,17 @@ def generator_fingerprint(d:dict, # a renderer file's or training checkpoint's d
     return h.hexdigest()[:16]
 
 
+# %% ../nbs/31_train.ipynb #c023i
+def load_optimizer_state(opt:torch.optim.Optimizer, # an optimiser made for this run: its rates and options are kept
+                         state:dict, # a checkpoint's `opt.state_dict()`, for the same parameter groups
+                        ) -> torch.optim.Optimizer: # `opt`, with the checkpoint's moments and step counts
+    "Load an optimiser's saved state into `opt` but keep `opt`'s own group options (learning rates, `fused`, `foreach`, ...)."
+    if len(state['param_groups']) != len(opt.param_groups):
+        raise DfeError(f"the checkpoint's optimiser has {len(state['param_groups'])} parameter groups, this run's {len(opt.param_groups)}")
+    own = [{k: v for k, v in g.items() if k != 'params'} for g in opt.param_groups]
+    opt.load_state_dict(dict(state, param_groups=[dict(sg, **o) for sg, o in zip(state['param_groups'], own)]))
+    return opt
+
 # %% ../nbs/31_train.ipynb #c025
 def export_prior_cmd(run:str='', # prior run folder or checkpoint (default: outputs/train/prior-cpu)
                      out:str='', # renderer file to write (default: dfe/weights/prior_cpu.pt in the checkout)
@@ -649,10 +660,8 @@ def _fit(out, cfg, kind, clips, init, mix_clips, texture_only, val_clips, export
         for a, t in resume['textures'].items():
             if a in resume.get('texture_levels', {}): R.texture(a).load_state_dict(resume['texture_levels'][a])
             else: R.texture(a).load_texels(t)
-        rates = [[g['lr'] for g in o.param_groups] for o in (opt, opt_d)]   # this run's (possibly changed) rates, not the saved ones
-        D.load_state_dict(resume['discriminator']); opt.load_state_dict(resume['opt']); opt_d.load_state_dict(resume['opt_d'])
-        for o, rs in zip((opt, opt_d), rates):
-            for g, lr in zip(o.param_groups, rs): g['lr'] = lr
+        D.load_state_dict(resume['discriminator'])
+        load_optimizer_state(opt, resume['opt']); load_optimizer_state(opt_d, resume['opt_d'])   # this run's rates and fused kernels, the saved moments
         start = int(resume['iter'])
     del resume
     if rank == 0:
