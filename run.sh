@@ -7,8 +7,6 @@
 # DFE_TORCH (torch requirement to install when none is present; default torch==2.13.0, the CPU build).
 set -euo pipefail
 cd "$(dirname "$0")"
-# torch's OpenMP threads must not spin: the test runner and jobs share 2 cores (see dfe.core)
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 root=$(pwd)
 venv="$root/.venv"
 py=${PYTHON:-python3}
@@ -46,6 +44,8 @@ case "$cmd" in
     exec "$venv/bin/dfe" main "$@" ;;
   test)
     setup
+    # the notebooks run side by side: torch's idle OpenMP threads must not spin (see dfe.core's OpenMP threads)
+    export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
     export PATH="$venv/bin:$PATH"
     echo "[test] dfe/ is what nbs/ exports"
     before=$(find dfe -name '*.py' | sort | xargs sha256sum)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys, argparse, importlib, inspect, typing
 from pathlib import Path
 from fastcore.docments import docments
-from .core import DfeError
+from .core import DfeError, spin_openmp_threads
 
 # %% auto #0
 __all__ = ['COMMANDS', 'parser_for', 'find_command', 'load_command', 'main', 'data_cmd', 'probe_cmd', 'bench_cmd']
@@ -98,6 +98,7 @@ def main(argv:list|None=None) -> int:
     key, rest = find_command(argv)
     if key is None:
         print(f"dfe: unknown command {' '.join(argv[:2])!r}\n\n{_usage()}", file=sys.stderr); return 2
+    spin_openmp_threads()   # before the command imports torch: a command has the cores to itself (`dfe.core`)
     func = load_command(key)
     args = parser_for(func, 'dfe ' + ' '.join(key)).parse_args(rest)
     try: res = func(**vars(args))

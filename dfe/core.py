@@ -4,20 +4,21 @@
 
 # %% ../nbs/00_core.ipynb #c002
 from __future__ import annotations
-import os, json, hashlib, tempfile, contextlib, time
+import os, sys, json, hashlib, tempfile, contextlib, time
 from pathlib import Path
 
-# OpenMP threads that spin while waiting make torch 3-50x slower when the cores are shared (several
-# processes, or a notebook beside a job); passive waiting costs nothing when they are not. This only
-# takes effect if dfe is imported before torch, and never overrides a user's setting.
+# OpenMP threads that spin while waiting make torch several times slower when the cores are shared (several
+# processes, or a notebook beside a job), so a process that imports dfe before torch waits passively, unless
+# the user chose otherwise; a `dfe` command, which has the cores to itself, spins briefly (`spin_openmp_threads`).
+_USER_OPENMP = {k: os.environ[k] for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT') if k in os.environ}
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import numpy as np
 
 # %% auto #0
-__all__ = ['DEFAULT_CLIP', 'DEFAULT_AUDIO', 'TRUE_WORDS', 'FALSE_WORDS', 'repo_root', 'shared_dir', 'data_dir', 'cache_dir',
-           'outputs_dir', 'DfeError', 'InputFileError', 'check_input_file', 'parse_value', 'atomic_output',
+__all__ = ['DEFAULT_CLIP', 'DEFAULT_AUDIO', 'TRUE_WORDS', 'FALSE_WORDS', 'OPENMP_SPIN', 'repo_root', 'shared_dir', 'data_dir',
+           'cache_dir', 'outputs_dir', 'DfeError', 'InputFileError', 'check_input_file', 'parse_value', 'atomic_output',
            'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json', 'atomic_save_npz', 'sha256_file',
-           'get_device', 'live_kernel', 'StageTimer']
+           'get_device', 'live_kernel', 'StageTimer', 'spin_openmp_threads']
 
 # %% ../nbs/00_core.ipynb #c005
 def _is_checkout(p:Path) -> bool: return (p/'settings.ini').exists() and (p/'nbs').is_dir()
@@ -178,3 +179,16 @@ class StageTimer:
         "One line per stage, and the total."
         rows = [f"  {k:<20s}{v:8.1f} s" for k, v in self.seconds.items()]
         return "\n".join(rows + [f"  {'total':<20s}{sum(self.seconds.values()):8.1f} s"])
+
+# %% ../nbs/00_core.ipynb #c029
+OPENMP_SPIN = 30000   # rounds an idle OpenMP thread of a `dfe` command spins before it sleeps (GNU OpenMP's GOMP_SPINCOUNT)
+
+def spin_openmp_threads(spin:int=OPENMP_SPIN, # rounds of spinning (GNU OpenMP's `GOMP_SPINCOUNT`, which outranks `OMP_WAIT_POLICY`)
+                        env=None, # the environment to change (default: this process's)
+                       ) -> bool: # whether it was changed
+    "Let torch's idle OpenMP threads spin `spin` rounds before sleeping, for a process that has the cores to itself; never over a user's `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT`, and only before torch is imported (GNU OpenMP reads them when it loads)."
+    env = os.environ if env is None else env
+    if _USER_OPENMP or 'GOMP_SPINCOUNT' in env or 'torch' in sys.modules: return False
+    if env.get('OMP_WAIT_POLICY') == 'PASSIVE': del env['OMP_WAIT_POLICY']   # dfe's own default, not the user's
+    env['GOMP_SPINCOUNT'] = str(int(spin))
+    return True
