@@ -116,9 +116,9 @@ register_asset('audio2expr', 'audio2expr.pt',
     description='audio-to-expression transformer: log-mel speech -> 29 ICT mouth/jaw coefficients at 25 fps, smoothed over time (σ 1.5 frames)',
     repo_path='dfe/weights/audio2expr.pt');
 register_asset('prior_cpu', 'prior_cpu.pt',
-    'fba47a59e922deb54ad351a62ba7031b5faf36c2a1d15747825e883a2f0da960', size=5_409_051, licence='Apache-2.0',
+    '600b699efc488f0b9c63868d6fb9f86b6e8c3101dbe754f7687ab3135e753989', size=13_626_395, licence='Apache-2.0',
     source='trained by dfe (nbs/31_train.ipynb: `dfe train-prior`, then `dfe export-prior`) on the 128² crops of the corpus clips of the training identities',
-    description="neural-renderer prior, `cpu` configuration (128², window 5): the generator in float16, no actor textures, the training actors' mean texture (a new actor's starting texture)",
+    description="neural-renderer prior, `cpu` configuration (128², window 5, the wide generator since session 22): the generator in float16, no actor textures, the training actors' mean texture (a new actor's starting texture)",
     repo_path='dfe/weights/prior_cpu.pt');
 
 # %% ../nbs/01_assets.ipynb #c012

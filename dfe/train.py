@@ -1050,7 +1050,7 @@ def choose_identities(identities, # the identities to draw from (any order; repe
 
 def train_prior_cmd(data:str='', # folder of clip folders (from `dfe crop`; default outputs/crop)
                     out:str='', # run folder (default outputs/train/prior-CONFIG); an existing run is resumed
-                    config:str='cpu', # renderer configuration: cpu (128²) or paper (256²); clips must be cropped at its size
+                    config:str='cpu', # renderer configuration: cpu (128²), cpu-narrow (128², half as wide) or paper (256²); clips must be cropped at its size
                     iters:int=100000, # iterations in total
                     batch_size:int=4, # windows per iteration (over all processes)
                     lr:float=TrainConfig.lr, # generator learning rate
