@@ -26,7 +26,7 @@ def _env(spin:str, threads:int) -> dict:
     return env
 
 def _command(data:Path, out:Path, iters:int, precision:str) -> list:
-    return [sys.executable, '-c', 'import sys; from dfe.cli import main; sys.exit(main(sys.argv[1:]))', 'train-prior',
+    return [sys.executable, '-c', 'import sys; from dfe.cli import main; sys.exit(main())', 'train-prior',
             '--data', str(data), '--out', str(out), '--iters', str(iters), '--heldout', 'none', '--precision', precision,
             '--no-progress']
 

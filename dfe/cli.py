@@ -92,13 +92,14 @@ def load_command(key:tuple):
 
 def main(argv:list|None=None) -> int:
     "Entry point of the `dfe` console command."
+    console = argv is None   # the `dfe` command itself, not a call from Python code (a notebook, a test)
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help', 'help'):
         print(_usage()); return 0
     key, rest = find_command(argv)
     if key is None:
         print(f"dfe: unknown command {' '.join(argv[:2])!r}\n\n{_usage()}", file=sys.stderr); return 2
-    spin_openmp_threads()   # before the command imports torch: a command has the cores to itself (`dfe.core`)
+    if console: spin_openmp_threads()   # before the command imports torch: a command has the cores to itself (`dfe.core`)
     func = load_command(key)
     args = parser_for(func, 'dfe ' + ' '.join(key)).parse_args(rest)
     try: res = func(**vars(args))
