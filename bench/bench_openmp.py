@@ -31,7 +31,8 @@ def _command(data:Path, out:Path, iters:int, precision:str) -> list:
             '--no-progress']
 
 def _s_per_iter(out:Path) -> float:
-    recs = [json.loads(l) for l in (out/'log.jsonl').read_text().splitlines() if '"train"' in l]
+    from dfe.train import read_log
+    recs = read_log(out, 'train')
     if len(recs) < 2: raise RuntimeError(f"{out}: fewer than 2 training log records; give more --iters")
     return float(np.median([r['s_per_iter'] for r in recs[1:]]))
 
