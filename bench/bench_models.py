@@ -87,9 +87,10 @@ def main():
     ap.add_argument('--perceptual-crop', type=float, default=-1, help="ST-LPIPS around the mouth, fraction of the side (0: whole frames; -1: default)")
     ap.add_argument('--threads', type=int, nargs='*', default=[1, 2], help='torch thread counts to measure')
     ap.add_argument('--precision', nargs='*', default=['fp32', 'bf16'], help='training precisions to measure (`TrainConfig.precision`)')
-    ap.add_argument('--compile', default='', help="torch.compile the generator ('generator') or all networks ('all') before timing")
+    ap.add_argument('--compile', default='', choices=['', 'generator', 'all'], help="torch.compile the generator ('generator') or all networks ('all') before timing")
     ap.add_argument('--renderer', default='', help="renderer settings over each configuration's, KEY=VALUE,... (e.g. ch_base=4096,ch_max=256)")
     a = ap.parse_args()
+    if a.iters < 1: ap.error(f"--iters must be at least 1, not {a.iters}")
     batches = dict(kv.split('=') for kv in a.batch)
     path = outputs_dir()/'bench'/'models.json'
     old = json.loads(path.read_text()).get('results', []) if path.exists() else []
