@@ -74,12 +74,11 @@ class RendererConfig:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
+_CPU = RendererConfig(size=128, tex_res=128, ch_base=4096, ch_max=256, style_dim=128, n_mlp=2, audio_dim=64, d_ch_base=1024, d_ch_max=128)
 CONFIGS = {
     'paper': RendererConfig(),
-    'cpu': RendererConfig(size=128, tex_res=128, ch_base=4096, ch_max=256, style_dim=128, n_mlp=2, audio_dim=64,
-                          d_ch_base=1024, d_ch_max=128),
-    'cpu-narrow': RendererConfig(size=128, tex_res=128, ch_base=2048, ch_max=128, style_dim=128, n_mlp=2, audio_dim=64,
-                                 d_ch_base=1024, d_ch_max=128),   # the `cpu` configuration until session 22
+    'cpu': _CPU,
+    'cpu-narrow': replace(_CPU, ch_base=2048, ch_max=128),   # the `cpu` generator at half the width: the `cpu` configuration until session 22
     'tiny': RendererConfig(size=32, window=3, tex_channels=8, tex_res=16, ch_base=256, ch_max=32, min_res=8, style_dim=32,
                            n_mlp=1, ref_res=16, audio_width=8, n_mels=80, audio_dim=16, d_ch_base=128, d_ch_max=32),
 }
