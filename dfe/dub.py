@@ -52,7 +52,7 @@ def audio_only_dub(video, # the actor's video
 class DubSettings:
     "How `dub_video` dubs; all but `keep_intermediates` and `progress` decide the cached adaptation."
     prior:str = ''              # renderer prior: renderer file, training checkpoint or run folder ('': the shipped `prior_cpu` asset)
-    iters:int = 600             # adaptation iterations (batches of `batch_size` windows)
+    iters:int = 300             # adaptation iterations (batches of `batch_size` windows); 300 do as well as 600 (nbs/70_dub.ipynb)
     batch_size:int = 4          # windows per adaptation iteration
     texture_only:bool = False   # adapt only the actor's neural texture (the generator stays the prior's)
     tex_init:str = 'mean'       # the actor's new texture: 'mean' (the prior's mean texture), 'unwrap' (its colour fitted to the actor's frames) or 'random' (the paper's fresh texture)
@@ -306,7 +306,7 @@ def dub_cmd(video:str, # the actor's video
             audio:str, # the new speech
             out:str='', # the dub (.mp4; default: outputs/dub/VIDEO_AUDIO.mp4)
             prior:str='', # renderer prior (default: the shipped `prior_cpu`)
-            iters:int=600, # adaptation iterations
+            iters:int=DubSettings.iters, # adaptation iterations
             texture_only:bool=False, # adapt only the neural texture
             tex_init:str='mean', # the actor's new texture: mean (the prior's mean texture), unwrap (its colour fitted to the actor's frames) or random (the paper's)
             frames:int=0, # the actor's frames to adapt on (0: all)
@@ -352,7 +352,7 @@ def write_mesh_overlay_video(track, # `dfe.tracking.Track`
 def main_job(video:str='', # video of the actor (default: the bundled default clip)
              audio:str='', # new speech (default: the bundled default speech file)
              out_dir:str='', # output folder (default: outputs/main)
-             iters:int=600, # adaptation iterations of the renderer
+             iters:int=DubSettings.iters, # adaptation iterations of the renderer
              device:str=''): # torch device (default: CUDA if available)
     "The README's main job: dub a video with new speech (default: the bundled clip and German speech); outputs and a summary in `out_dir`."
     from dfe.io import read_audio

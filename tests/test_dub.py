@@ -75,3 +75,14 @@ def test_dub_refuses_bad_inputs(tmp_path):
     with pytest.raises(InputFileError, match='input'): dub_video(CLIP, SPEECH, CLIP, QUICK, progress=False)
     with pytest.raises(InputFileError, match='mp4'): dub_video(CLIP, SPEECH, tmp_path/'dub.avi', QUICK, progress=False)
     assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))
+
+def test_job_notebook_defaults_are_dub_settings():
+    "The job notebook's parameters that are `DubSettings` fields default to the same values (a batch row without them dubs as `dfe dub` does)."
+    import ast, dataclasses
+    from dfe.batch import notebook_parameters
+    from dfe.core import repo_root
+    spec = notebook_parameters(repo_root()/'nbs'/'75_dub_job.ipynb')
+    fields = {f.name: f.default for f in dataclasses.fields(DubSettings)}
+    shared = sorted(set(spec) & set(fields) - {'prior'})   # prior: '' in both, a path once resolved
+    assert {'iters', 'tex_init', 'frames', 'mix', 'precision', 'crf'} <= set(shared)
+    for k in shared: assert ast.literal_eval(spec[k]['default']) == fields[k], (k, spec[k]['default'], fields[k])
