@@ -52,7 +52,7 @@ def audio_only_dub(video, # the actor's video
 class DubSettings:
     "How `dub_video` dubs; all but `keep_intermediates` and `progress` decide the cached adaptation."
     prior:str = ''              # renderer prior: renderer file, training checkpoint or run folder ('': the shipped `prior_cpu` asset)
-    iters:int = 300             # adaptation iterations (batches of `batch_size` windows); 300 do as well as 600 (nbs/70_dub.ipynb)
+    iters:int = 300             # adaptation iterations (batches of `batch_size` windows); held-out scores at 300 and 600 within 0.2 dB (nbs/70_dub.ipynb)
     batch_size:int = 4          # windows per adaptation iteration
     texture_only:bool = False   # adapt only the actor's neural texture (the generator stays the prior's)
     tex_init:str = 'mean'       # the actor's new texture: 'mean' (the prior's mean texture), 'unwrap' (its colour fitted to the actor's frames) or 'random' (the paper's fresh texture)

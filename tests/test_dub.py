@@ -83,6 +83,6 @@ def test_job_notebook_defaults_are_dub_settings():
     from dfe.core import repo_root
     spec = notebook_parameters(repo_root()/'nbs'/'75_dub_job.ipynb')
     fields = {f.name: f.default for f in dataclasses.fields(DubSettings)}
-    shared = sorted(set(spec) & set(fields) - {'prior'})   # prior: '' in both, a path once resolved
-    assert {'iters', 'tex_init', 'frames', 'mix', 'precision', 'crf'} <= set(shared)
+    shared = sorted(set(spec) & set(fields))
+    assert {'prior', 'iters', 'tex_init', 'frames', 'mix', 'precision', 'crf'} <= set(shared)
     for k in shared: assert ast.literal_eval(spec[k]['default']) == fields[k], (k, spec[k]['default'], fields[k])
